@@ -1,0 +1,1 @@
+"""Configuration: the models (`consumer.config.model`) and loading (`consumer.config.load`)."""

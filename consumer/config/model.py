@@ -1,0 +1,249 @@
+"""The configuration of interfaces.md §3 as pydantic models.
+
+Unknown keys are errors everywhere (`extra="forbid"`); secrets are `SecretStr`, so printing a
+model never shows them. Loading (files, conf.d, `${...}` references) is `consumer.config.load`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from consumer.formats import FORMAT_NAMES
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def _duration(value: object) -> object:
+    """`1s`, `500ms`, `2m`, `1h`, or a bare number of seconds."""
+    if isinstance(value, timedelta | bool):
+        return value
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    raise ValueError(f"not a duration (like 500ms, 1s, 2m, 1h): {value!r}")
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_duration),
+    PlainSerializer(lambda td: f"{td.total_seconds():g}s", return_type=str),
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LogConfig(Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] | None = None  # None: json unless stderr is a TTY
+    mask_phone_numbers: bool = True
+
+
+class WebhookForward(Strict):
+    url: str
+    secret: SecretStr | None = None
+    timeout: Duration = timedelta(seconds=10)
+
+
+class PythonForward(Strict):
+    callable: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class JsonlForward(Strict):
+    path: str
+
+
+class Forward(Strict):
+    """One forwarder: exactly one of the keys."""
+
+    webhook: WebhookForward | None = None
+    python: PythonForward | None = None
+    jsonl: JsonlForward | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Forward:
+        given = [name for name in ("webhook", "python", "jsonl") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError("a forward entry needs exactly one of webhook, python, jsonl")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(name for name in ("webhook", "python", "jsonl") if getattr(self, name))
+
+
+class SinkConfig(Strict):
+    url: str = "sqlite:///var/events.db"
+    forward: list[Forward] = []
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return url
+
+
+class HttpConfig(Strict):
+    listen: str = Field(default="127.0.0.1:8080", pattern=r"^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$")
+
+
+class RetryConfig(Strict):
+    """Transient failures retry with exponential backoff, bounded in attempts and in total time."""
+
+    attempts: int = Field(default=5, ge=1, le=100)
+    initial: Duration = timedelta(seconds=1)
+    max: Duration = timedelta(seconds=30)
+    total: Duration = timedelta(seconds=60)
+
+
+class AlicomTokenAuth(Strict):
+    mode: Literal["alicom_token"] = "alicom_token"
+    message_type: Literal["VoiceReport", "VoiceCallReport", "VoiceRecordReport", "VoiceRTASRReport"]
+    access_key_id: str
+    access_key_secret: SecretStr
+    token_endpoint: str = "https://dybaseapi.aliyuncs.com"
+
+
+class AccessKeyAuth(Strict):
+    mode: Literal["access_key"]
+    access_key_id: str
+    access_key_secret: SecretStr
+
+
+class StsAuth(Strict):
+    mode: Literal["sts"]
+    access_key_id: str
+    access_key_secret: SecretStr
+    security_token: SecretStr
+
+
+MnsAuth = Annotated[AlicomTokenAuth | AccessKeyAuth | StsAuth, Field(discriminator="mode")]
+
+
+class MnsConfig(Strict):
+    endpoint: str = Field(pattern=r"^https?://[^/\s]+/?$")
+    queue: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,255}$")
+    auth: MnsAuth
+    batch_size: int = Field(default=16, ge=1, le=16)
+    wait_seconds: int = Field(default=30, ge=0, le=30)
+
+
+class RocketMqCredentials(Strict):
+    username: str
+    password: SecretStr
+
+
+class RocketMqConfig(Strict):
+    endpoints: str = Field(pattern=r"^[^\s:;]+:\d{1,5}(;[^\s:;]+:\d{1,5})*$")
+    topic: str = Field(pattern=r"^[%A-Za-z0-9_-]{1,127}$")
+    group: str = Field(pattern=r"^[%A-Za-z0-9_-]{1,255}$")
+    tag: str = "*"
+    namespace: str = ""
+    tls: bool = False
+    credentials: RocketMqCredentials | None = None
+    batch_size: int = Field(default=16, ge=1, le=32)
+    invisible_duration: Duration = timedelta(seconds=60)
+
+
+class NoAuth(Strict):
+    mode: Literal["none"]
+
+
+class TokenAuth(Strict):
+    mode: Literal["token"]
+    token: SecretStr
+
+    @field_validator("token")
+    @classmethod
+    def _path_safe(cls, token: SecretStr) -> SecretStr:
+        # Huawei push URLs allow only a-zA-Z0-9 - : . / (providers.md §3.1).
+        if not re.fullmatch(r"[A-Za-z0-9-]{16,128}", token.get_secret_value()):
+            raise ValueError("must be 16 to 128 characters of A-Z, a-z, 0-9 and -")
+        return token
+
+
+class HuaweiAkskAuth(Strict):
+    mode: Literal["huawei_aksk"]
+    app_key: str
+    app_secret: SecretStr
+    max_skew: Duration = timedelta(minutes=5)
+
+
+PushAuth = Annotated[NoAuth | TokenAuth | HuaweiAkskAuth, Field(discriminator="mode")]
+
+
+class HttpSourceConfig(Strict):
+    path: str = Field(pattern=r"^/[A-Za-z0-9._~/-]*$")
+    auth: PushAuth = NoAuth(mode="none")
+    allow_from: list[str] = []
+    max_body_bytes: int = Field(default=1_048_576, ge=1, le=64 * 1_048_576)
+
+
+class QueueConfig(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    source: Literal["mns", "rocketmq", "http"]
+    format: str
+    mns: MnsConfig | None = None
+    rocketmq: RocketMqConfig | None = None
+    http: HttpSourceConfig | None = None
+    workers: int = Field(default=1, ge=1, le=64)
+    retry: RetryConfig = RetryConfig()
+    max_deliveries: int = Field(default=10, ge=1, le=1000)
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, name: str) -> str:
+        if name not in FORMAT_NAMES:
+            raise ValueError(f"unknown format {name!r}; known: {', '.join(FORMAT_NAMES)}")
+        return name
+
+    @model_validator(mode="after")
+    def _one_source_section(self) -> QueueConfig:
+        for section in ("mns", "rocketmq", "http"):
+            present = getattr(self, section) is not None
+            if section == self.source and not present:
+                raise ValueError(f"source {self.source} needs a `{section}:` section")
+            if section != self.source and present:
+                raise ValueError(f"`{section}:` does not belong to a source {self.source} queue")
+        return self
+
+
+class Config(Strict):
+    log: LogConfig = LogConfig()
+    sink: SinkConfig = SinkConfig()
+    http: HttpConfig = HttpConfig()
+    queues: list[QueueConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Config:
+        seen: set[str] = set()
+        paths: set[str] = set()
+        for queue in self.queues:
+            if queue.name in seen:
+                raise ValueError(f"queue name {queue.name!r} is used twice")
+            seen.add(queue.name)
+            if queue.http is not None:
+                if queue.http.path in paths:
+                    raise ValueError(f"http path {queue.http.path!r} is used by two queues")
+                paths.add(queue.http.path)
+        return self
+
+    def queue(self, name: str) -> QueueConfig:
+        return next(queue for queue in self.queues if queue.name == name)

@@ -1,0 +1,37 @@
+"""Typed errors that decide what the pipeline does with a message.
+
+`InvalidMessage` is permanent: the message goes to `dead_letters` and is acknowledged.
+`TransientError` is worth retrying: nothing is acknowledged, the message stays queued.
+"""
+
+from __future__ import annotations
+
+
+class ConsumerError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class InvalidMessage(ConsumerError):
+    """A message body that can never be normalized, whatever we retry.
+
+    `reason` is a short stable code (`not_json`, `missing_field`, `unknown_event_type`, ...)
+    used in `dead_letters.reason` and in metrics; `detail` says precisely what is wrong.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class TransientError(ConsumerError):
+    """A failure outside the message (database down, network) that a retry may cure."""
+
+
+class ConfigError(ConsumerError):
+    """A configuration that cannot run; `location` is the file and key path."""
+
+    def __init__(self, location: str, problem: str) -> None:
+        super().__init__(f"{location}: {problem}")
+        self.location = location
+        self.problem = problem
