@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint prereqs bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,7 +21,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check consumer tests bench
 	$(BIN)/mypy
 
-test: lint
+prereqs:
+	bash scripts/test-prereqs.sh
+
+test: prereqs lint
 	$(BIN)/pytest
 
 bench: $(STAMP)

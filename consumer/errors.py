@@ -28,6 +28,15 @@ class TransientError(ConsumerError):
     """A failure outside the message (database down, network) that a retry may cure."""
 
 
+class RejectedData(ConsumerError):
+    """The database refuses a value of the batch (a constraint, a NUL in text, an int too big).
+
+    Retrying the same data fails the same way, so the pipeline isolates the message that holds
+    it and quarantines that one. Any other exception from a sink is a bug: nothing is
+    acknowledged and the batch comes back, rather than good messages being quarantined.
+    """
+
+
 class ConfigError(ConsumerError):
     """A configuration that cannot run; `location` is the file and key path."""
 

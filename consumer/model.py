@@ -66,7 +66,10 @@ def _require_utc(value: datetime) -> datetime:
     # A naive time is a bug in a format module: its zone would be guessed later. Refuse it here.
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("time must carry a zone")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01 00:00 at UTC+8 has no UTC instant
+        raise ValueError("time is out of range") from None
 
 
 def rfc3339(value: datetime) -> str:

@@ -6,9 +6,12 @@ model never shows them. Loading (files, conf.d, `${...}` references) is `consume
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -16,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PrivateAttr,
     SecretStr,
     field_validator,
     model_validator,
@@ -60,6 +64,17 @@ class WebhookForward(Strict):
     secret: SecretStr | None = None
     timeout: Duration = timedelta(seconds=10)
 
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL: {url!r}")
+        if parts.username or parts.password:
+            # The URL is printed and logged; a credential belongs in `secret`.
+            raise ValueError("credentials in the URL are not supported; use secret")
+        return url
+
 
 class PythonForward(Strict):
     callable: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -99,9 +114,34 @@ class SinkConfig(Strict):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return url
 
+    @property
+    def url_password(self) -> str | None:
+        """The password in a PostgreSQL URL: a secret even though the URL itself is not."""
+        return urlsplit(self.url).password or None
+
+    @property
+    def redacted_url(self) -> str:
+        """The URL with its password replaced by `***`, for printing and logging."""
+        parts = urlsplit(self.url)
+        if not parts.password:
+            return self.url
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
 
 class HttpConfig(Strict):
-    listen: str = Field(default="127.0.0.1:8080", pattern=r"^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$")
+    listen: str = Field(
+        default="127.0.0.1:8080",
+        pattern=r"^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$",
+        description="HOST:PORT, like 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _port_in_range(cls, listen: str) -> str:
+        if not 0 < int(listen.rpartition(":")[2]) <= 65535:
+            raise ValueError(f"port must be 1 to 65535: {listen!r}")
+        return listen
 
 
 class RetryConfig(Strict):
@@ -111,6 +151,12 @@ class RetryConfig(Strict):
     initial: Duration = timedelta(seconds=1)
     max: Duration = timedelta(seconds=30)
     total: Duration = timedelta(seconds=60)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RetryConfig:
+        if self.initial > self.max:
+            raise ValueError("initial must not be longer than max")
+        return self
 
 
 class AlicomTokenAuth(Strict):
@@ -134,12 +180,30 @@ class StsAuth(Strict):
     security_token: SecretStr
 
 
-MnsAuth = Annotated[AlicomTokenAuth | AccessKeyAuth | StsAuth, Field(discriminator="mode")]
+def _alicom_by_default(value: object) -> object:
+    # interfaces.md §3: alicom_token is the default mode, so `mode:` may be left out.
+    if isinstance(value, dict) and "mode" not in value:
+        return {**value, "mode": "alicom_token"}
+    return value
+
+
+MnsAuth = Annotated[
+    AlicomTokenAuth | AccessKeyAuth | StsAuth,
+    BeforeValidator(_alicom_by_default),
+    Field(discriminator="mode"),
+]
 
 
 class MnsConfig(Strict):
-    endpoint: str = Field(pattern=r"^https?://[^/\s]+/?$")
-    queue: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,255}$")
+    endpoint: str = Field(
+        pattern=r"^https?://[^/\s]+/?$",
+        description="an http:// or https:// URL without a path, "
+        "like https://ID.mns.cn-hangzhou.aliyuncs.com",
+    )
+    queue: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,255}$",
+        description="a queue name: letters, digits and -, up to 256 characters",
+    )
     auth: MnsAuth
     batch_size: int = Field(default=16, ge=1, le=16)
     wait_seconds: int = Field(default=30, ge=0, le=30)
@@ -151,9 +215,18 @@ class RocketMqCredentials(Strict):
 
 
 class RocketMqConfig(Strict):
-    endpoints: str = Field(pattern=r"^[^\s:;]+:\d{1,5}(;[^\s:;]+:\d{1,5})*$")
-    topic: str = Field(pattern=r"^[%A-Za-z0-9_-]{1,127}$")
-    group: str = Field(pattern=r"^[%A-Za-z0-9_-]{1,255}$")
+    endpoints: str = Field(
+        pattern=r"^[^\s:;]+:\d{1,5}(;[^\s:;]+:\d{1,5})*$",
+        description="HOST:PORT, or several separated by ;",
+    )
+    topic: str = Field(
+        pattern=r"^[%A-Za-z0-9_-]{1,127}$",
+        description="a topic name: letters, digits, %, _ and -, up to 127 characters",
+    )
+    group: str = Field(
+        pattern=r"^[%A-Za-z0-9_-]{1,255}$",
+        description="a consumer group name: letters, digits, %, _ and -, up to 255 characters",
+    )
     tag: str = "*"
     namespace: str = ""
     tls: bool = False
@@ -189,15 +262,43 @@ class HuaweiAkskAuth(Strict):
 PushAuth = Annotated[NoAuth | TokenAuth | HuaweiAkskAuth, Field(discriminator="mode")]
 
 
+RESERVED_HTTP_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
 class HttpSourceConfig(Strict):
-    path: str = Field(pattern=r"^/[A-Za-z0-9._~/-]*$")
+    path: str = Field(
+        pattern=r"^/[A-Za-z0-9._~/-]*$",
+        description="a URL path starting with /, of letters, digits and . _ ~ / -",
+    )
     auth: PushAuth = NoAuth(mode="none")
     allow_from: list[str] = []
     max_body_bytes: int = Field(default=1_048_576, ge=1, le=64 * 1_048_576)
 
+    @field_validator("path")
+    @classmethod
+    def _not_reserved(cls, path: str) -> str:
+        if path.rstrip("/") in RESERVED_HTTP_PATHS:
+            raise ValueError(
+                f"{path} is the listener's own; {', '.join(RESERVED_HTTP_PATHS)} are reserved"
+            )
+        return path
+
+    @field_validator("allow_from")
+    @classmethod
+    def _cidrs(cls, cidrs: list[str]) -> list[str]:
+        for cidr in cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or CIDR block: {cidr!r}") from None
+        return cidrs
+
 
 class QueueConfig(Strict):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+        description="1 to 64 of a-z, 0-9, _ . -, starting with a letter or digit",
+    )
     source: Literal["mns", "rocketmq", "http"]
     format: str
     mns: MnsConfig | None = None
@@ -231,6 +332,23 @@ class Config(Strict):
     http: HttpConfig = HttpConfig()
     queues: list[QueueConfig] = Field(min_length=1)
 
+    # Values resolved from ${...} inside secret fields, set by the loader (see `secrets`).
+    _referenced_secrets: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        """Every secret value in this configuration, for log redaction.
+
+        The `SecretStr` fields, the password of the sink URL, and each value the loader resolved
+        from a `${...}` reference inside a secret field (a secret may be glued from pieces).
+        """
+        found = {secret.get_secret_value() for secret in _secret_values(self)}
+        password = self.sink.url_password
+        if password:
+            found.update({password, unquote(password)})
+        found |= self._referenced_secrets
+        return frozenset(value for value in found if value)
+
     @model_validator(mode="after")
     def _unique(self) -> Config:
         seen: set[str] = set()
@@ -247,3 +365,14 @@ class Config(Strict):
 
     def queue(self, name: str) -> QueueConfig:
         return next(queue for queue in self.queues if queue.name == name)
+
+
+def _secret_values(value: Any) -> Iterator[SecretStr]:
+    if isinstance(value, SecretStr):
+        yield value
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _secret_values(getattr(value, name))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _secret_values(item)

@@ -23,7 +23,7 @@ from consumer.model import CallEvent, JsonObject
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 _WALL_TIME = "%Y-%m-%d %H:%M:%S"
 _SPACES = re.compile(r"\s+")
-_NON_DIGITS = re.compile(r"\D+")
+_WHOLE = re.compile(r"([+-]?\d+)(?:\.0*)?")
 _BASE64 = re.compile(rb"[A-Za-z0-9+/\r\n]+={0,2}\s*")
 
 T = TypeVar("T")
@@ -39,13 +39,21 @@ def load_json(body: bytes) -> Any:
         ) from None
     text = text.removeprefix("\ufeff")
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise InvalidMessage(
             "not_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
     except RecursionError:
         raise InvalidMessage("not_json", "JSON nested too deeply") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise InvalidMessage("not_json", str(exc)) from None
+    return sound_json(value)
+
+
+def _no_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON does not, and PostgreSQL's jsonb refuses them.
+    raise InvalidMessage("not_json", f"{name} is not a JSON value")
 
 
 def load_mns_json(body: bytes) -> Any:
@@ -129,14 +137,14 @@ def required_text(record: Mapping[str, Any], key: str) -> str:
 
 
 def integer(record: Mapping[str, Any], key: str) -> int | None:
-    """An optional whole number sent as a number or a string (`"10"`, and Aliyun's `"10秒"`)."""
+    """An optional whole number sent as a number or a string (`10`, `"10"`, `"10.0"`)."""
     raw = text(record, key)
     if raw is None:
         return None
-    digits = _NON_DIGITS.sub("", raw) if not raw.lstrip("-").isdigit() else raw
-    if not digits or len(digits) > 18:
+    match = _WHOLE.fullmatch(raw)
+    if match is None or len(match.group(1)) > 19:
         raise InvalidMessage("bad_field", f"{key} is not a whole number: {raw!r}")
-    return int(digits)
+    return int(match.group(1))
 
 
 def shanghai_time(record: Mapping[str, Any], key: str) -> datetime | None:
@@ -154,11 +162,15 @@ def _wall_time(record: Mapping[str, Any], key: str, zone: tzinfo) -> datetime | 
     if raw is None:
         return None
     try:
-        return datetime.strptime(_SPACES.sub(" ", raw), _WALL_TIME).replace(tzinfo=zone)
+        wall = datetime.strptime(_SPACES.sub(" ", raw), _WALL_TIME)
     except ValueError:
         raise InvalidMessage(
             "bad_time", f"{key} is not a yyyy-MM-dd HH:mm:ss time: {raw!r}"
         ) from None
+    try:
+        return wall.replace(tzinfo=zone).astimezone(UTC)
+    except OverflowError:  # 0001-01-01 07:59 in Shanghai has no UTC instant
+        raise InvalidMessage("bad_time", f"{key} is out of range: {raw!r}") from None
 
 
 def epoch_millis(record: Mapping[str, Any], key: str) -> datetime | None:
@@ -172,9 +184,10 @@ def epoch_auto(record: Mapping[str, Any], key: str) -> datetime | None:
     raw = text(record, key)
     if raw is None:
         return None
-    if raw.isdigit() and len(raw) == 10:
+    digits = raw.isascii() and raw.isdigit()  # "²" is a digit to isdigit but not to int
+    if digits and len(raw) == 10:
         return _from_epoch(key, int(raw))
-    if raw.isdigit() and len(raw) == 13:
+    if digits and len(raw) == 13:
         return _from_epoch(key, int(raw) / 1000)
     return shanghai_time(record, key)
 
@@ -217,3 +230,27 @@ def build(factory: Callable[..., CallEvent] = CallEvent, /, **fields: Any) -> Ca
 def compact(values: Mapping[str, Any]) -> dict[str, Any]:
     """Drop absent values (None, "", [], {}) so refs and extras hold only what was sent."""
     return {key: value for key, value in values.items() if value not in (None, "", [], {})}
+
+
+def sound_json(value: T, what: str = "body") -> T:
+    """`value` if it can be written back as UTF-8 JSON, else InvalidMessage.
+
+    `json.loads` accepts lone UTF-16 surrogate escapes (`"\\ud800"`); kept, they make every later
+    encode fail (event id, sink), so the message would be retried forever, not dead-lettered.
+    """
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidMessage("bad_unicode", f"{what} holds a lone UTF-16 surrogate") from None
+    except (ValueError, RecursionError) as exc:
+        raise InvalidMessage("not_json", f"{what} cannot be encoded as JSON again: {exc}") from None
+    return value
+
+
+def storable(event: CallEvent) -> CallEvent:
+    """`event` if it serializes: pydantic refuses values nested deeper than ~250 levels."""
+    try:
+        event.model_dump_json()
+    except ValueError as exc:  # PydanticSerializationError is a ValueError
+        raise InvalidMessage("bad_field", f"event cannot be serialized: {exc}") from None
+    return event

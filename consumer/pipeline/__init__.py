@@ -1,0 +1,29 @@
+"""The at-least-once pipeline: a message is acknowledged only after everything it yields is stored.
+
+- `normalize`: message → unit (events, or a dead letter with the raw bytes)
+- `store`: units → one sink transaction per batch, transient failures retried, refused rows
+  isolated and quarantined
+- `handler.Pipeline`: the two above for one queue, with logging and metrics
+- `loop.Worker`: a pull source tied to a pipeline (receive, keep invisible, ack / reject)
+- `push.PushHandler`: the same for push sources, awaited per request
+- `replay`: `consumer dead-letters list|replay`
+"""
+
+from consumer.pipeline.handler import Pipeline
+from consumer.pipeline.loop import Keepalive, Worker, run_worker
+from consumer.pipeline.metrics import Counters, Metrics, NullMetrics
+from consumer.pipeline.push import PushHandler
+from consumer.pipeline.results import Disposition, Result
+
+__all__ = [
+    "Counters",
+    "Disposition",
+    "Keepalive",
+    "Metrics",
+    "NullMetrics",
+    "Pipeline",
+    "PushHandler",
+    "Result",
+    "Worker",
+    "run_worker",
+]

@@ -1,0 +1,283 @@
+"""MNS consumption side by side: the raw SDK loop, Aliyun's receive demo, the full pipeline.
+
+All three consume the same number of distinct VoiceReport receipts (base64 text, as Alicom
+enqueues them) from the same fake MNS, which runs in a child process (the broker is elsewhere,
+and its CPU use does not share this process's GIL), on the same machine, in one run:
+
+- raw:      aliyun-mns-sdk `batch_receive_message(16)` + `batch_delete_message`, no work;
+            the ceiling for any consumer of one queue through one connection;
+- demo:     the pattern of Aliyun's published Python receive demo: `receive_message`, the SDK's
+            base64 decoding, `json.loads`, `delete_message`, one message at a time;
+- pipeline: `MnsSource` + `Worker` + the real format + the SQLite sink (`synchronous=FULL`, one
+            fsynced transaction per batch of 16), logging at info as the daemon does (into
+            /dev/null).
+
+    python -m bench.bench_mns [--messages 5000] [--rounds 1]
+
+Targets: pipeline >= 0.8x raw and >= 10x demo. With `--rounds N` each variant runs N times,
+interleaved, and the best round of each counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import multiprocessing
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from mns.account import Account
+from pydantic import SecretStr
+
+from consumer.config.model import AccessKeyAuth, LogConfig, MnsConfig, SinkConfig
+from consumer.formats import get_format
+from consumer.logs import configure_logging
+from consumer.pipeline import Pipeline, Worker
+from consumer.sinks import open_sink
+from consumer.sources.mns import MnsSource
+from consumer.testing.fake_mns import FakeMnsServer
+
+QUEUE = "Alicom-Queue-1234567890-VoiceReport"
+AK, SK = "LTAIbench", "bench-secret"
+WAIT_SECONDS = 1
+_T0 = datetime(2024, 5, 1, 10, 0, 0)
+
+
+def bodies(run: str, count: int) -> list[str]:
+    """Distinct final VoiceReports, base64-encoded as Alicom enqueues them."""
+    out = []
+    for n in range(count):
+        start = _T0 + timedelta(seconds=n)
+        record = {
+            "call_id": f"{run}{n:09d}^{n:09d}",
+            "out_id": f"order-{n}",
+            "originate_time": f"{start:%Y-%m-%d %H:%M:%S}",
+            "ring_time": f"{start + timedelta(seconds=3):%Y-%m-%d %H:%M:%S}",
+            "start_time": f"{start + timedelta(seconds=6):%Y-%m-%d %H:%M:%S}",
+            "end_time": f"{start + timedelta(seconds=66):%Y-%m-%d %H:%M:%S}",
+            "caller": "0571000****",
+            "callee": "1380000****",
+            "duration": "60",
+            "status_code": "200000",
+            "hangup_direction": "用户",
+            "status_msg": "执行完成",
+            "voice_type": "voice",
+            "toll_type": "LOCAL",
+        }
+        text = json.dumps(record, ensure_ascii=False).encode()
+        out.append(base64.b64encode(text).decode())
+    return out
+
+
+# -- the broker, in a child process ----------------------------------------------------------
+
+
+def _serve(conn: Connection) -> None:
+    with FakeMnsServer() as mns:
+        mns.add_credentials(AK, SK)
+        conn.send(mns.endpoint)
+        while True:
+            command, *args = conn.recv()
+            if command == "stop":
+                break
+            if command == "load":
+                queue, texts = args
+                mns.create_queue(queue, visibility_timeout=60)
+                for text in texts:
+                    mns.put_message(queue, text)
+                conn.send(mns.stats(queue).total)
+            elif command == "stats":
+                conn.send(mns.stats(args[0]).total)
+            elif command == "latency":
+                mns.set_faults(response_delay=args[0])
+                conn.send(args[0])
+
+
+class Broker:
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child,), daemon=True)
+        self._process.start()
+        self.endpoint: str = self._conn.recv()
+
+    def load(self, queue: str, texts: list[str]) -> None:
+        self._conn.send(("load", queue, texts))
+        loaded = self._conn.recv()
+        if loaded != len(texts):
+            raise RuntimeError(f"{queue} holds {loaded} messages, expected {len(texts)}")
+
+    def left(self, queue: str) -> int:
+        self._conn.send(("stats", queue))
+        left: int = self._conn.recv()
+        return left
+
+    def set_latency(self, seconds: float) -> None:
+        """Hold every answer this long: an emulated network round trip."""
+        self._conn.send(("latency", seconds))
+        self._conn.recv()
+
+    def close(self) -> None:
+        self._conn.send(("stop",))
+        self._process.join(timeout=10)
+
+
+# -- the three consumers ----------------------------------------------------------------------
+
+
+def _account(endpoint: str) -> Any:
+    return Account(endpoint, AK, SK)
+
+
+def raw(endpoint: str, queue: str, count: int) -> None:
+    """Batch receive 16, batch delete, nothing else."""
+    account = _account(endpoint)
+    q = account.get_queue(queue)
+    q.set_encoding(False)
+    done = 0
+    while done < count:
+        messages = q.batch_receive_message(16, WAIT_SECONDS)
+        q.batch_delete_message([m.receipt_handle for m in messages])
+        done += len(messages)
+    account.mns_client.close_connection()
+
+
+def demo(endpoint: str, queue: str, count: int) -> None:
+    """Aliyun's receive demo: one message, SDK base64 decoding, json.loads, delete, repeat."""
+    account = _account(endpoint)
+    q = account.get_queue(queue)
+    done = 0
+    while done < count:
+        message = q.receive_message(WAIT_SECONDS)
+        json.loads(message.message_body)
+        q.delete_message(message.receipt_handle)
+        done += 1
+    account.mns_client.close_connection()
+
+
+def _source(endpoint: str, queue: str) -> MnsSource:
+    return MnsSource(
+        MnsConfig(
+            endpoint=endpoint,
+            queue=queue,
+            auth=AccessKeyAuth(
+                mode="access_key", access_key_id=AK, access_key_secret=SecretStr(SK)
+            ),
+            wait_seconds=WAIT_SECONDS,
+        )
+    )
+
+
+def source_only(endpoint: str, queue: str, count: int) -> None:
+    """`MnsSource.receive(16)` + `ack`, no work: what mns.py adds to the raw SDK loop."""
+    source = _source(endpoint, queue)
+    done = 0
+    while done < count:
+        messages = source.receive(16, WAIT_SECONDS)
+        source.ack(messages)
+        done += len(messages)
+    source.close()
+
+
+def pipeline(endpoint: str, queue: str, count: int, workdir: Path) -> None:
+    """MnsSource + Worker + aliyun.voice_report + SQLite, one round at a time."""
+    sink = open_sink(SinkConfig(url=f"sqlite:///{workdir / f'{queue}.db'}"))
+    sink.migrate()
+    source = _source(endpoint, queue)
+    worker = Worker(
+        source,
+        Pipeline(queue=queue, format=get_format("aliyun.voice_report"), sink=sink),
+        batch_size=16,
+        wait=WAIT_SECONDS,
+    )
+    done = 0
+    try:
+        while done < count:
+            results = worker.run_once()
+            if not all(result.committed for result in results):
+                raise RuntimeError(f"not committed: {[r.error for r in results]}")
+            done += len(results)
+    finally:
+        source.close()
+        sink.close()
+
+
+def _timed(run: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=3000, help="per variant and round")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--latency",
+        default="0,0.002",
+        help="comma-separated seconds the fake holds every answer (emulated round trip)",
+    )
+    args = parser.parse_args(argv)
+    latencies = [float(value) for value in args.latency.split(",")]
+
+    # The daemon's default: info, one JSON line per stored message (here into /dev/null).
+    configure_logging(LogConfig(level="info", format="json"), stream=open(os.devnull, "w"))  # noqa: SIM115
+
+    broker = Broker()
+    best: dict[tuple[float, str], float] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-mns-") as tmp:
+            workdir = Path(tmp)
+            variants: dict[str, Callable[[str, int], None]] = {
+                "raw": lambda queue, n: raw(broker.endpoint, queue, n),
+                "demo": lambda queue, n: demo(broker.endpoint, queue, n),
+                "source": lambda queue, n: source_only(broker.endpoint, queue, n),
+                "pipeline": lambda queue, n: pipeline(broker.endpoint, queue, n, workdir),
+            }
+            # Warm up (imports, first connections, the SQLite file) outside the timings.
+            broker.set_latency(0)
+            for name, variant in variants.items():
+                broker.load(f"warm-{name}", bodies(f"w{len(name)}", 32))
+                variant(f"warm-{name}", 32)
+            for latency in latencies:
+                broker.set_latency(latency)
+                for round_ in range(args.rounds):
+                    for name, variant in variants.items():
+                        queue = f"{QUEUE}-{name}-{int(latency * 1e6)}-{round_}"
+                        broker.load(queue, bodies(f"{round_}{len(name)}", args.messages))
+                        seconds = _timed(lambda v=variant, q=queue: v(q, args.messages))  # type: ignore[misc]
+                        if broker.left(queue):
+                            raise RuntimeError(f"{name} left messages on {queue}")
+                        key = (latency, name)
+                        best[key] = max(best.get(key, 0.0), args.messages / seconds)
+    finally:
+        broker.close()
+
+    print(
+        f"MNS consume: {args.messages} distinct VoiceReport receipts per variant and row, "
+        f"fake MNS in a child process, {os.cpu_count()} CPUs shared, best of {args.rounds} "
+        "round(s); latency = emulated round trip added to every MNS answer"
+    )
+    print(
+        f"{'latency':>8} | {'raw':>7} | {'demo':>7} | {'source':>7} | {'pipeline':>8} |"
+        " pipeline/raw | pipeline/demo   (msgs/s; targets >= 0.8x, >= 10x)"
+    )
+    for latency in latencies:
+        rate = {name: best[(latency, name)] for name in variants}
+        print(
+            f"{latency * 1000:>6g}ms | {rate['raw']:>7.0f} | {rate['demo']:>7.0f} | "
+            f"{rate['source']:>7.0f} | {rate['pipeline']:>8.0f} | "
+            f"{rate['pipeline'] / rate['raw']:>11.2f}x | {rate['pipeline'] / rate['demo']:>12.1f}x"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

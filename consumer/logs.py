@@ -1,0 +1,392 @@
+"""Logging: structlog, one JSON object per line on stderr (a console layout on a terminal).
+
+Every line passes through the same chain: context variables (the message being handled), level,
+UTC timestamp, exception text, secret redaction, phone-number masking, rendering, and a last
+redaction of the rendered text. Redaction runs on the event dict *and* on the final line, so a
+secret cannot slip out through a repr, a traceback or JSON escaping.
+
+The chain is installed once per process and reads its settings at call time, so calling
+`configure_logging` again (a worker process after start, a test) takes effect for every logger,
+including module-level ones. The processors would stay right even with structlog's
+`cache_logger_on_first_use`; it is off all the same, because a cached logger ignores any later
+`structlog.configure` (such as `structlog.testing.capture_logs` in tests) and caching saved
+about 1 µs of the ~16 µs a JSON line costs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import threading
+from collections.abc import Iterable, Iterator, MutableMapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+
+from consumer.config.model import Config, LogConfig
+
+REDACTED = "***"
+MESSAGE_KEYS = ("queue", "provider", "kind", "call_id", "event_id", "message_id")
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+    "msg": logging.INFO,
+}
+
+# A Chinese mobile number (1[3-9] + 9 digits), optionally with +86 / 0086 / 86, standing alone:
+# not part of a longer run of digits or letters, so call ids and hashes stay intact.
+_MOBILE = re.compile(
+    r"(?<![0-9A-Za-z])(?P<cc>\+86[ -]?|0086[ -]?|86)?(?P<head>1[3-9]\d)\d{4}(?P<tail>\d{4})"
+    r"(?![0-9A-Za-z])"
+)
+# In a field that holds a phone number, any run of 7 or more digits (landlines, foreign numbers).
+_DIGIT_RUN = re.compile(r"\d{7,}")
+_PHONE_KEY = re.compile(
+    r"caller|callee|called|calling|phone|mobile|msisdn|telephone|^tel|tel$|number$|numbers$"
+    r"|num$|nbr$|^callno$|^calledno$|^callerno$|^ani$|^dnis$"
+)
+
+
+@dataclass
+class _Settings:
+    level: int = logging.INFO
+    renderer: Processor = field(default_factory=structlog.processors.JSONRenderer)
+    mask_phone_numbers: bool = True
+    secrets: re.Pattern[str] | None = None  # the secrets as they appear in event values
+    rendered_secrets: re.Pattern[str] | None = None  # ... and as they appear in the output
+    stream: TextIO | None = None  # None: whatever sys.stderr is when a line is written
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_settings = _Settings()
+
+
+def configure_logging(
+    log: LogConfig | None = None,
+    *,
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
+) -> None:
+    """Set up logging for this process: call it in the main process and in every worker.
+
+    `secrets` are replaced by `***` wherever they appear; `stream` defaults to stderr.
+    Also routes the standard library's `logging` (aiohttp, SDKs) through the same chain.
+    """
+    log = log or LogConfig()
+    target = stream or sys.stderr
+    fmt = log.format or ("console" if _isatty(target) else "json")
+    # A secret made only of * cannot be told from the mask itself; it is no secret anyway.
+    forms = {form for value in secrets if value.strip("*") for form in _spellings(value)}
+    rendered = forms | {form for value in forms for form in _json_spellings(value)}
+    _settings.level = _LEVELS[log.level]
+    _settings.mask_phone_numbers = log.mask_phone_numbers
+    _settings.stream = stream
+    _settings.secrets = _alternation(forms)
+    _settings.rendered_secrets = _alternation(rendered)
+    _settings.renderer = (
+        structlog.dev.ConsoleRenderer(colors=_isatty(target), exception_formatter=_plain_exc)
+        if fmt == "console"
+        else structlog.processors.JSONRenderer(ensure_ascii=False, default=repr)
+    )
+    if structlog.get_config()["processors"] is not _PROCESSORS:  # first call, or someone else's
+        structlog.configure(
+            processors=_PROCESSORS,
+            wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+            logger_factory=_LineWriter,
+            context_class=dict,
+            cache_logger_on_first_use=False,
+        )
+    _route_stdlib(_settings.level)
+
+
+def configure_from(config: Config) -> None:
+    """`configure_logging` with a loaded configuration's log section and secrets."""
+    configure_logging(config.log, secrets=config.secrets)
+
+
+def get_logger(name: str | None = None) -> FilteringBoundLogger:
+    logger: FilteringBoundLogger = structlog.get_logger(name) if name else structlog.get_logger()
+    return logger
+
+
+# -- message context -------------------------------------------------------------------------
+
+
+@contextmanager
+def message_context(
+    *,
+    queue: str | None = None,
+    provider: str | None = None,
+    kind: str | None = None,
+    call_id: str | None = None,
+    event_id: str | None = None,
+    message_id: str | None = None,
+) -> Iterator[None]:
+    """Every line logged inside (in this thread or task) carries these keys; `None`s are left out.
+
+    Nest it: bind queue and message_id for the message, then kind, call_id and event_id per event.
+    """
+    fields = _present(queue, provider, kind, call_id, event_id, message_id)
+    with structlog.contextvars.bound_contextvars(**fields):
+        yield
+
+
+def bind_message(
+    *,
+    queue: str | None = None,
+    provider: str | None = None,
+    kind: str | None = None,
+    call_id: str | None = None,
+    event_id: str | None = None,
+    message_id: str | None = None,
+) -> None:
+    """Like `message_context`, until `clear_message()`: for loops that cannot use a `with`."""
+    structlog.contextvars.bind_contextvars(
+        **_present(queue, provider, kind, call_id, event_id, message_id)
+    )
+
+
+def clear_message() -> None:
+    structlog.contextvars.unbind_contextvars(*MESSAGE_KEYS)
+
+
+def _present(*values: str | None) -> dict[str, str]:
+    return {
+        key: value for key, value in zip(MESSAGE_KEYS, values, strict=True) if value is not None
+    }
+
+
+# -- masking ---------------------------------------------------------------------------------
+
+
+def mask_phone_numbers(text: str, *, phone_field: bool = False) -> str:
+    """Chinese mobile numbers anywhere; in a phone field, also landlines and other numbers."""
+    text = _MOBILE.sub(
+        lambda m: f"{m.group('cc') or ''}{m.group('head')}****{m.group('tail')}", text
+    )
+    if phone_field:
+        text = _DIGIT_RUN.sub(lambda m: _mask_digits(m.group()), text)
+    return text
+
+
+def _mask_digits(digits: str) -> str:
+    # 13812345678 and 05711111234 keep 3 + 4 digits; shorter numbers keep less, so that at
+    # least four digits are always hidden.
+    head = 3 if len(digits) >= 11 else max(len(digits) - 8, 0)
+    tail = 4 if len(digits) >= 8 else len(digits) - 4
+    return f"{digits[:head]}****{digits[len(digits) - tail :]}"
+
+
+def _is_phone_key(key: object) -> bool:
+    return isinstance(key, str) and bool(
+        _PHONE_KEY.search(key.lower().replace("_", "").replace("-", ""))
+    )
+
+
+def _mask_value(value: Any, phone_field: bool) -> Any:
+    if isinstance(value, str):
+        return mask_phone_numbers(value, phone_field=phone_field)
+    if isinstance(value, dict):
+        return {key: _mask_value(item, _is_phone_key(key)) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask_value(item, phone_field) for item in value]
+    if phone_field and isinstance(value, int) and not isinstance(value, bool):
+        return mask_phone_numbers(str(value), phone_field=True)
+    return value
+
+
+def _scrub(text: str, pattern: re.Pattern[str]) -> str:
+    # A replacement can complete a new match (secret "a*" in "aa*" gives "a***"): repeat, and
+    # give up on the text entirely rather than let a secret through.
+    for _ in range(8):
+        scrubbed = pattern.sub(REDACTED, text)
+        if scrubbed == text:
+            return text
+        text = scrubbed
+    return REDACTED if pattern.search(text) else text
+
+
+def _redact_value(value: Any, pattern: re.Pattern[str]) -> Any:
+    if isinstance(value, str):
+        return _scrub(value, pattern)
+    if isinstance(value, dict):
+        return {
+            _redact_value(key, pattern): _redact_value(item, pattern) for key, item in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact_value(item, pattern) for item in value]
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value) if isinstance(value, int | float) else repr(value)
+    return _scrub(text, pattern) if pattern.search(text) else value
+
+
+def _alternation(values: set[str]) -> re.Pattern[str] | None:
+    ordered = sorted(values, key=len, reverse=True)  # the longest spelling wins
+    return re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+
+def _spellings(secret: str) -> set[str]:
+    # How a secret may look inside a string: itself, or escaped by a repr (of str or bytes).
+    forms = {secret, repr(secret)[1:-1], ascii(secret)[1:-1], repr(secret.encode())[2:-1]}
+    return {form for form in forms if form} | _json_spellings(secret)
+
+
+def _json_spellings(text: str) -> set[str]:
+    return {json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]} - {""}
+
+
+# -- processors ------------------------------------------------------------------------------
+
+
+def _filter_level(_: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    if _LEVELS.get(method, logging.INFO) < _settings.level:
+        raise structlog.DropEvent
+    return event
+
+
+def _add_logger_name(logger: WrappedLogger, _: str, event: EventDict) -> EventDict:
+    name = getattr(logger, "name", None)
+    if name:
+        event.setdefault("logger", name)
+    return event
+
+
+def _redact(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    pattern = _settings.secrets
+    if pattern is None:
+        return event
+    redacted: EventDict = _redact_value(event, pattern)
+    return redacted
+
+
+def _mask(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    if not _settings.mask_phone_numbers:
+        return event
+    return {
+        key: value
+        if key in ("timestamp", "level", "logger")
+        else _mask_value(value, _is_phone_key(key))
+        for key, value in event.items()
+    }
+
+
+_FIRST_KEYS = ("timestamp", "level", "logger", "event")
+
+
+def _render(logger: WrappedLogger, method: str, event: EventDict) -> str:
+    ordered = {key: event[key] for key in _FIRST_KEYS if key in event}
+    ordered.update(event)  # the fixed keys first: easier to read, same JSON
+    rendered = _settings.renderer(logger, method, ordered)
+    line = rendered if isinstance(rendered, str) else str(rendered)
+    pattern = _settings.rendered_secrets
+    return _scrub(line, pattern) if pattern is not None else line
+
+
+def _plain_exc(sio: TextIO, exc_info: Any) -> None:
+    structlog.dev.plain_traceback(sio, exc_info)
+
+
+_PROCESSORS: list[Processor] = [
+    _filter_level,
+    structlog.contextvars.merge_contextvars,
+    structlog.processors.add_log_level,
+    _add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+    structlog.processors.StackInfoRenderer(),
+    structlog.processors.format_exc_info,
+    _redact,
+    _mask,
+    _render,
+]
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+class _LineWriter:
+    """The wrapped logger: writes whole lines to the configured stream (stderr by default).
+
+    It looks the stream up on every line, so a cached logger follows a reconfiguration (or a
+    test's replaced stderr), and it writes each line with one call under a lock.
+    """
+
+    def __init__(self, name: object = None) -> None:
+        self.name = str(name) if name is not None else None
+
+    def _write(self, line: str) -> None:
+        stream = _settings.stream or sys.stderr
+        with _settings.lock:
+            stream.write(line + "\n")
+            stream.flush()
+
+    msg = debug = info = warning = warn = error = critical = exception = fatal = log = _write
+
+
+def _reset_lock_in_child() -> None:
+    _settings.lock = threading.Lock()  # a fork may copy the lock while another thread holds it
+
+
+os.register_at_fork(after_in_child=_reset_lock_in_child)
+
+
+class _StdlibHandler(logging.Handler):
+    """Sends `logging` records of other libraries through our chain (and its redaction)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = min(_LEVELS.values(), key=lambda known: abs(known - record.levelno))
+            kwargs: MutableMapping[str, Any] = {}
+            if record.exc_info:
+                kwargs["exc_info"] = record.exc_info
+            structlog.get_logger(record.name).log(level, record.getMessage(), **kwargs)
+        except Exception:
+            self.handleError(record)
+
+
+def capture_stdlib_logger(name: str) -> None:
+    """Also route a `logging` logger that does not propagate to the root (rocketmq's)."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(handler, _StdlibHandler) for handler in logger.handlers):
+        logger.addHandler(_StdlibHandler())
+
+
+def _route_stdlib(level: int) -> None:
+    root = logging.getLogger()
+    if not any(isinstance(handler, _StdlibHandler) for handler in root.handlers):
+        root.addHandler(_StdlibHandler())
+    root.setLevel(level)
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+__all__ = [
+    "MESSAGE_KEYS",
+    "REDACTED",
+    "bind_message",
+    "capture_stdlib_logger",
+    "clear_message",
+    "configure_from",
+    "configure_logging",
+    "get_logger",
+    "mask_phone_numbers",
+    "message_context",
+]

@@ -1,0 +1,91 @@
+"""Message to storable unit: the events it yields, or the dead letter it becomes.
+
+Nothing here touches the sink. A permanent problem (the message's own fault, or a bug in the
+format module) becomes a `DeadLetter` holding the raw bytes, so it can be replayed after a fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+from consumer.errors import InvalidMessage
+from consumer.formats import Format
+from consumer.pipeline.context import bound
+from consumer.sinks.base import DeadLetter, StoredEvent
+from consumer.sources.base import Message
+
+log = structlog.get_logger("consumer.pipeline")
+
+MAX_DELIVERIES = "max_deliveries"
+NORMALIZER_ERROR = "normalizer_error"
+SINK_REJECTED = "sink_rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """What one message puts in the sink's transaction."""
+
+    message: Message
+    events: tuple[StoredEvent, ...] = ()
+    dead_letter: DeadLetter | None = None
+
+
+def dead_letter(
+    queue: str, message: Message, reason: str, error: str, seen_at: datetime
+) -> DeadLetter:
+    return DeadLetter(
+        queue=queue,
+        message_id=message.id,
+        reason=reason,
+        error=error,
+        payload=message.body,
+        attempts=message.delivery_count,
+        seen_at=seen_at,
+    )
+
+
+def prepare(
+    message: Message,
+    *,
+    queue: str,
+    fmt: Format,
+    max_deliveries: int | None,
+    received_at: datetime,
+) -> Unit:
+    """Parse a message into a unit; never raises for anything the message or format does.
+
+    `max_deliveries=None` parses whatever the count (a replay is an operator's decision).
+    """
+    if max_deliveries is not None and message.delivery_count > max_deliveries:
+        # Checked before parsing: a body that crashes the process must stop coming back.
+        error = (
+            f"delivered {message.delivery_count} times, more than max_deliveries {max_deliveries}"
+        )
+        letter = dead_letter(queue, message, MAX_DELIVERIES, error, received_at)
+        return Unit(message, dead_letter=letter)
+    try:
+        normalized = fmt.parse(message.body)
+        if not normalized:
+            raise ValueError("the format returned no events")
+    except InvalidMessage as exc:
+        return Unit(
+            message, dead_letter=dead_letter(queue, message, exc.reason, exc.detail, received_at)
+        )
+    except Exception as exc:  # a bug in a format module must not stop the queue
+        with bound(queue=queue, provider=str(fmt.provider), message_id=message.id):
+            log.exception("format module failed: quarantining the message", format=fmt.name)
+        error = f"{fmt.name}: {type(exc).__name__}: {exc}"
+        return Unit(
+            message, dead_letter=dead_letter(queue, message, NORMALIZER_ERROR, error, received_at)
+        )
+    events = tuple(
+        StoredEvent(normalized=item, queue=queue, message_id=message.id, received_at=received_at)
+        for item in normalized
+    )
+    return Unit(message, events=events)
+
+
+__all__ = ["MAX_DELIVERIES", "NORMALIZER_ERROR", "SINK_REJECTED", "Unit", "dead_letter", "prepare"]

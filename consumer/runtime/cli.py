@@ -1,0 +1,120 @@
+"""`consumer run -c PATH [--queue NAME ...]` (interfaces.md §1).
+
+Exit statuses: 0 after a clean shutdown; 1 when the drain deadline passed with work unfinished,
+a queue kept crashing or the database could not be reached at start-up; 78 (EX_CONFIG) when the
+configuration cannot run, so that systemd's `RestartPreventExitStatus=78` does not loop on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TYPE_CHECKING
+
+import structlog
+
+from consumer.config.load import ConfigErrors, load_config
+from consumer.config.model import Config
+from consumer.errors import ConfigError, TransientError
+from consumer.logs import configure_from
+from consumer.runtime.spec import DEFAULT_DRAIN_SECONDS, EXIT_CONFIG, EXIT_FAILED
+
+if TYPE_CHECKING:
+    from consumer.cli import Subparsers
+
+log = structlog.get_logger("consumer.runtime")
+
+DRAIN_ENV = "CONSUMER_DRAIN_TIMEOUT"
+
+
+def add_run(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run the daemon",
+        description="Run every queue of PATH (or only the named ones) until SIGTERM or SIGINT; "
+        "then finish in-flight work within the drain deadline and exit.",
+    )
+    parser.add_argument("-c", "--config", required=True, metavar="PATH", help="file or conf.d")
+    parser.add_argument(
+        "--queue",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this queue (repeatable)",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help=f"seconds to finish in-flight work after SIGTERM (default: ${DRAIN_ENV}, "
+        f"else {DEFAULT_DRAIN_SECONDS:g}); keep it below systemd's TimeoutStopSec",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        drain = args.drain_timeout
+        if drain is None:
+            drain = _seconds(os.environ.get(DRAIN_ENV) or str(DEFAULT_DRAIN_SECONDS))
+    except argparse.ArgumentTypeError as exc:
+        print(f"{DRAIN_ENV}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        config = load_config(args.config)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            print(f"{error.location}: {error.problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ConfigError as exc:
+        print(f"{exc.location}: {exc.problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    known = [queue.name for queue in config.queues]
+    unknown = [name for name in args.queue if name not in known]
+    if unknown:
+        print(
+            f"--queue {', '.join(unknown)}: no such queue in {args.config}; "
+            f"known: {', '.join(known)}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    configure_from(config)
+    try:
+        _migrate(config)
+    except ConfigError as exc:
+        log.error("cannot start: configuration", location=exc.location, problem=exc.problem)
+        return EXIT_CONFIG
+    except TransientError as exc:
+        log.error("cannot start: the database is unavailable", error=str(exc))
+        return EXIT_FAILED
+    # Imported here: a spawned worker re-imports the `consumer` script (its __main__), and with
+    # it this module; the supervisor and prometheus_client are the main process's alone.
+    from consumer.runtime.supervisor import Supervisor  # noqa: PLC0415
+
+    return Supervisor(config, args.queue, drain_seconds=drain).run()
+
+
+def _migrate(config: Config) -> None:
+    """Schema migrations once, before the workers start (they re-check; that is a no-op)."""
+    from consumer.sinks import open_sink  # noqa: PLC0415 - see `run`
+
+    sink = open_sink(config.sink)
+    try:
+        sink.migrate()
+    finally:
+        sink.close()
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 3600 s: {text!r}")
+    return value
+
+
+__all__ = ["DRAIN_ENV", "add_run", "run"]

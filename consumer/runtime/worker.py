@@ -1,0 +1,370 @@
+"""The two kinds of worker process the supervisor spawns, and how each one drains.
+
+- A pull worker runs one consume loop (`pipeline.loop.Worker`) on one MNS or RocketMQ queue.
+- The listener runs the shared aiohttp server: every `source: http` queue, `/metrics` (all
+  processes' metrics), `/healthz`, `/readyz`, and the forward runner of `sink.forward`.
+
+The listener is a process of its own rather than a thread of the supervisor: the supervisor then
+runs no SDK, no asyncio and (after the start-up migration) no sink, so nothing a queue does can
+wedge the process that restarts workers and talks to systemd, and a listener crash is restarted
+like any worker's. The price is one more process (about 85 MB resident).
+
+Each process configures logging, opens its own sink (SQLite in WAL takes several writer
+processes; `migrate()` is safe when they start together) and runs until SIGTERM or SIGINT. Then
+it stops receiving and finishes the batch in hand within the drain deadline. A long poll in
+progress holds no message yet, so it is abandoned rather than waited for: what it may still
+return stays invisible until its visibility lapses, then comes back. Exit statuses tell the
+supervisor what happened (`consumer.runtime.spec.EXIT_*`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import structlog
+
+from consumer.config.model import Config, QueueConfig
+from consumer.errors import ConfigError, TransientError
+from consumer.logs import configure_from
+from consumer.pipeline.handler import Pipeline
+from consumer.pipeline.loop import Worker
+from consumer.runtime.metrics import PrometheusMetrics, aggregated_registry
+from consumer.runtime.spec import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNFINISHED,
+    WorkerSpec,
+    receive_settings,
+)
+from consumer.runtime.status import Slot
+from consumer.sinks import open_forward_runner, open_sink
+from consumer.sources.base import Message, Source
+
+log = structlog.get_logger("consumer.runtime")
+
+DRAIN_MARGIN = 1.0
+"""A worker gives up this much before the supervisor's deadline, to report it rather than die."""
+FIRST_WAIT = 1.0
+"""The first long poll is short: a worker counts as connected once its source has answered."""
+LISTENER_BEAT = 1.0
+
+
+def open_source(queue: QueueConfig) -> Source:
+    """The source of a pull queue."""
+    # Each source's SDK is imported here, in the one worker that needs it: an MNS worker does
+    # not load gRPC, a RocketMQ worker not the Aliyun SDKs (bench/bench_daemon.py measures it).
+    if queue.mns is not None:
+        from consumer.sources.mns import MnsSource  # noqa: PLC0415
+
+        return MnsSource(queue.mns, name=queue.name)
+    if queue.rocketmq is not None:
+        from consumer.sources.rocketmq import RocketMQSource  # noqa: PLC0415
+
+        return RocketMQSource(
+            queue.rocketmq,
+            max_deliveries=queue.max_deliveries,
+            location=f"queues.{queue.name}.rocketmq",
+        )
+    raise ConfigError(f"queues.{queue.name}.source", f"{queue.source} is not a pull source")
+
+
+class TrackedSource:
+    """A source that reports to the supervisor: heartbeat, connected, and whether in a receive.
+
+    `receiving` is what the drain looks at: True while the loop waits in a long poll, holding
+    no message.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        slot: Slot,
+        queue: str,
+        up: Callable[[str, bool], None] | None = None,
+    ) -> None:
+        self._source = source
+        self._slot = slot
+        self._queue = queue
+        self._up = up
+        self._answered = False
+        self.receiving = False
+
+    @property
+    def visibility_timeout(self) -> float | None:
+        return self._source.visibility_timeout
+
+    def receive(self, max_count: int, wait: float) -> list[Message]:
+        if not self._answered:
+            wait = min(wait, FIRST_WAIT)
+        self.receiving = True
+        self._slot.beat()
+        try:
+            messages = self._source.receive(max_count, wait)
+        except TransientError:
+            self._connected(False)
+            raise
+        finally:
+            self.receiving = False
+        self._answered = True
+        self._connected(True)
+        return messages
+
+    def _connected(self, up: bool) -> None:
+        self._slot.connected(up)
+        if self._up is not None:
+            self._up(self._queue, up)
+
+    def ack(self, messages: Sequence[Message]) -> None:
+        self._source.ack(messages)
+
+    def reject(self, messages: Sequence[Message], delay: float) -> None:
+        self._source.reject(messages, delay)
+
+    def extend(self, messages: Sequence[Message], seconds: float) -> None:
+        self._source.extend(messages, seconds)
+
+    def close(self) -> None:
+        self._source.close()
+
+
+# -- process entry points ----------------------------------------------------------------------
+
+
+def main(spec: WorkerSpec, config: Config, array: Any, drain_seconds: float) -> None:
+    """The target of every worker process (spawned: nothing is inherited but these arguments)."""
+    _die_with_parent()
+    slot = Slot(array, spec.slot)
+    configure_from(config)
+    structlog.contextvars.bind_contextvars(worker=spec.name)
+    deadline = max(drain_seconds - DRAIN_MARGIN, 0.5)
+    try:
+        if spec.kind == "listener":
+            code = asyncio.run(_run_listener(spec, config, slot, deadline))
+        else:
+            code = _run_pull(spec, config, slot, deadline)
+    except ConfigError as exc:
+        log.error("worker cannot start: configuration", location=exc.location, problem=exc.problem)
+        code = EXIT_CONFIG
+    except Exception:
+        log.exception("worker failed")
+        code = EXIT_FAILED
+    sys.stderr.flush()
+    # Leave at once: SDK threads (gRPC) must not hold the exit up, and everything that
+    # matters is committed or left to redelivery by now.
+    os._exit(code)
+
+
+def _run_pull(spec: WorkerSpec, config: Config, slot: Slot, deadline: float) -> int:
+    assert spec.queue is not None
+    queue = config.queue(spec.queue)
+    stop = threading.Event()
+    _install_signals(stop, config)
+    wait, batch_size = receive_settings(queue)
+    sink = open_sink(config.sink)
+    code = EXIT_FAILED
+    try:
+        for delay in _retry_delays():
+            try:
+                sink.migrate()
+                break
+            except TransientError as exc:
+                _database_down(exc, delay)
+                slot.beat()  # waiting for the database is not being wedged
+                if stop.wait(delay):
+                    code = EXIT_OK
+                    return code
+        metrics = PrometheusMetrics(activity=slot.beat)
+        source = TrackedSource(open_source(queue), slot, queue.name, metrics.source_up)
+        pipeline = Pipeline.for_queue(queue, sink, metrics)
+        worker = Worker(source, pipeline, batch_size=batch_size, wait=wait)
+        failures: list[Exception] = []
+        # The loop's thread starts with this thread's context: its log lines name the worker.
+        thread = threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(_loop, worker, failures),
+            name=f"worker-{queue.name}",
+            daemon=True,
+        )
+        thread.start()
+        log.info("pull worker running", queue=queue.name, source=queue.source)
+        while not stop.wait(0.2):
+            if not thread.is_alive():  # only a source's refusal or bug ends the loop by itself
+                failed = failures[0] if failures else None
+                return EXIT_CONFIG if isinstance(failed, ConfigError) else EXIT_FAILED
+        code = _drain(worker, thread, source, deadline)
+        return code
+    finally:
+        if code != EXIT_UNFINISHED:  # else the loop still uses it; the exit rolls it back
+            sink.close()
+
+
+def _loop(worker: Worker, failures: list[Exception]) -> None:
+    """`worker.run`, with what ended it logged and kept for the exit status."""
+    try:
+        worker.run()
+    except ConfigError as exc:
+        failures.append(exc)
+        log.error("the source refused the settings", location=exc.location, problem=exc.problem)
+    except Exception as exc:
+        failures.append(exc)
+        log.exception("consume loop failed", queue=worker.pipeline.queue)
+
+
+def _drain(worker: Worker, thread: threading.Thread, source: TrackedSource, deadline: float) -> int:
+    started = time.monotonic()
+    worker.stop()
+    while thread.is_alive():
+        if source.receiving:
+            log.info("stopped during a long poll: nothing in hand", queue=worker.pipeline.queue)
+            _close_quietly(source, 1.0)
+            return EXIT_OK
+        if time.monotonic() - started > deadline:
+            log.error(
+                "drain deadline passed with a batch in hand: it will be redelivered",
+                queue=worker.pipeline.queue,
+                deadline_seconds=deadline,
+            )
+            return EXIT_UNFINISHED
+        thread.join(0.05)
+    _close_quietly(source, 2.0)
+    log.info("pull worker drained", queue=worker.pipeline.queue)
+    return EXIT_OK
+
+
+def _close_quietly(source: Source, timeout: float) -> None:
+    """Close in a helper thread: a source busy in a long poll must not hold the exit up."""
+
+    def close() -> None:
+        try:
+            source.close()
+        except Exception as exc:
+            log.warning("closing the source failed", error=f"{type(exc).__name__}: {exc}")
+
+    closer = threading.Thread(target=close, name="close-source", daemon=True)
+    closer.start()
+    closer.join(timeout)
+
+
+async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: float) -> int:
+    # aiohttp is the listener's alone: pull workers never import it.
+    from consumer.sources.http import PushEndpoint, PushServer  # noqa: PLC0415
+    from consumer.sources.http_auth import NonceCache  # noqa: PLC0415
+
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, _reopen_logs, config)
+    sink = open_sink(config.sink)
+    outbox = open_sink(config.sink) if config.sink.forward else None
+    runner = open_forward_runner(config.sink, outbox) if outbox is not None else None
+    server: PushServer | None = None
+    try:
+        for delay in _retry_delays():
+            try:
+                await loop.run_in_executor(None, sink.migrate)
+                break
+            except TransientError as exc:
+                _database_down(exc, delay)
+                slot.beat()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), delay)
+                if stopping.is_set():
+                    return EXIT_OK
+        metrics = PrometheusMetrics(activity=slot.beat)
+        nonces = NonceCache()
+        endpoints = [
+            PushEndpoint.for_queue(config.queue(name), sink, metrics, nonces=nonces)
+            for name in spec.push_queues
+        ]
+        server = PushServer(
+            endpoints,
+            listen=config.http.listen,
+            ready=sink.schema_version,
+            # aiohttp waits this long for requests in progress, then as long again for the
+            # handlers; a connection accepted just as the shutdown starts always waits it out
+            # (its handler is never woken). A commit already under way finishes regardless
+            # (`close` drains them) and its sender retries into the deduplicating sink.
+            shutdown_timeout=min(5.0, deadline / 3),
+            registry=aggregated_registry(),
+        )
+        await server.start()
+        for name in spec.push_queues:
+            metrics.source_up(name, True)
+        if runner is not None:
+            runner.start()
+        slot.connected(True)
+        while not stopping.is_set():
+            slot.beat()  # the event loop's own heartbeat: a blocked loop stops beating
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), LISTENER_BEAT)
+        log.info("listener draining", queues=list(spec.push_queues))
+        try:
+            async with asyncio.timeout(deadline):
+                await server.close()
+        except TimeoutError:
+            log.error("drain deadline passed with push requests unanswered")
+            return EXIT_UNFINISHED
+        server = None
+        log.info("listener drained")
+        return EXIT_OK
+    finally:
+        if runner is not None:
+            await loop.run_in_executor(None, runner.stop, 2.0)
+        if outbox is not None:
+            outbox.close()
+        sink.close()
+
+
+def _retry_delays() -> Iterator[float]:
+    """1, 2, 4, 8, 10, 10 ... seconds: a database outage at start-up is waited out, not a crash."""
+    delay = 1.0
+    while True:
+        yield delay
+        delay = min(delay * 2, 10.0)
+
+
+def _database_down(exc: TransientError, delay: float) -> None:
+    log.warning("database unavailable at start-up: retrying", error=str(exc), retry_in=delay)
+
+
+def _install_signals(stop: threading.Event, config: Config) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: _reopen_logs(config))
+
+
+def _reopen_logs(config: Config) -> None:
+    """SIGHUP: logs go to stderr (journald, a container), so "reopen" re-applies the settings."""
+    configure_from(config)
+    log.info("SIGHUP: logging reconfigured")
+
+
+def _die_with_parent() -> None:
+    """Ask Linux for SIGTERM when the supervisor dies (SIGKILL included): drain, don't orphan."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid != os.getppid():  # it died before the prctl
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+__all__ = [
+    "TrackedSource",
+    "main",
+    "open_source",
+]

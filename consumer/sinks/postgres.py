@@ -1,0 +1,176 @@
+"""PostgreSQL sink: psycopg 3 with a `psycopg_pool.ConnectionPool`.
+
+The pool opens in the background, so a database that is down at start-up is a `TransientError`
+from `migrate`/`store` rather than a crash, and the pool reconnects by itself when it comes back:
+each connection is checked before it is lent, and a broken one is thrown away on return.
+
+Writers of the same call serialize on a transaction-scoped advisory lock per (provider,
+call_id), taken in sorted order, so the `calls` row is recomputed from a complete set of
+events even when several workers store events of one call at the same time.
+
+The tables live in the connection's current schema: pick one with
+`postgresql://host/db?options=-csearch_path%3Dmyschema`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+import psycopg
+import psycopg_pool
+from psycopg.types.json import Jsonb
+
+from consumer.errors import RejectedData, TransientError
+from consumer.sinks.sql import CallKey, Cursor, SqlSink, dumps
+
+# SQLSTATEs worth a retry besides connection trouble: serialization failure, deadlock.
+_RETRY_STATES = frozenset({"40001", "40P01"})
+# OperationalError classes that are about the data, not the server: program limit exceeded
+# (e.g. an index row too large) must reach the pipeline so it can isolate the message.
+_PERMANENT_CLASSES = ("54",)
+_PLACEHOLDER = re.compile(r"\?")
+_MIGRATION_LOCK = "consumer.migrate"
+
+
+def _lock_key(*parts: str) -> int:
+    """A signed 64-bit advisory lock key."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class PostgresSink(SqlSink):
+    dialect = "postgres"
+    greatest = "GREATEST"
+    least = "LEAST"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        forwarders: Sequence[str] = (),
+        min_size: int = 1,
+        max_size: int = 4,
+        connect_timeout: float = 5.0,
+        acquire_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(forwarders)
+        self.url = url
+        self.acquire_timeout = acquire_timeout
+        self._pool = psycopg_pool.ConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            kwargs={
+                "connect_timeout": max(1, round(connect_timeout)),
+                "application_name": "consumer",
+                # Notice a peer that vanished without a FIN within about a minute.
+                "keepalives": 1,
+                "keepalives_idle": 30,
+                "keepalives_interval": 10,
+                "keepalives_count": 3,
+            },
+            check=psycopg_pool.ConnectionPool.check_connection,
+            # Stop reconnecting in the background at once: the next request grows the pool again,
+            # so recovery follows the pipeline's own retries instead of a second backoff.
+            reconnect_timeout=0,
+            name="consumer-sink",
+        )
+        self._pool.open(wait=False)
+
+    @classmethod
+    def from_url(cls, url: str, *, forwarders: Sequence[str] = ()) -> PostgresSink:
+        return cls(url, forwarders=forwarders)
+
+    def __repr__(self) -> str:
+        return f"PostgresSink({_mask(self.url)!r})"
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Cursor]:
+        try:
+            with (
+                self._pool.connection(timeout=self.acquire_timeout) as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
+                yield cur
+        except psycopg.Error as exc:
+            _raise_mapped(exc)
+
+    def _write(self) -> AbstractContextManager[Cursor]:
+        return self._transaction()
+
+    def _read(self) -> AbstractContextManager[Cursor]:
+        return self._transaction()
+
+    @contextmanager
+    def _migration(self) -> Iterator[Cursor]:
+        # One lock per schema, so that databases shared by several deployments (or test runs in
+        # their own schemas) do not wait for each other.
+        with self._transaction() as cur:
+            cur.execute("SELECT current_schema()")
+            schema = str(cur.fetchall()[0][0])
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(_MIGRATION_LOCK, schema),))
+            yield cur
+
+    def _schema_version_ddl(self) -> str:
+        return (
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            "version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)"
+        )
+
+    def _lock_calls(self, cur: Cursor, keys: Sequence[CallKey]) -> None:
+        if not keys:
+            return
+        ordered = sorted({_lock_key("consumer.call", *key) for key in keys})
+        cur.execute(
+            "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(k, n)"
+            " ORDER BY n",
+            (ordered,),
+        )
+
+    def _sql(self, sql: str) -> Any:
+        return _PLACEHOLDER.sub("%s", sql)
+
+    def _time(self, value: datetime) -> object:
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime given to the sink: {value!r}")
+        return value
+
+    def _from_time(self, value: Any) -> datetime:
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a timestamptz, got {value!r}")
+        return value.astimezone(UTC)  # psycopg answers in the session's TimeZone
+
+    def _json(self, value: Any) -> object:
+        return Jsonb(value, dumps)
+
+    def _from_json(self, value: Any) -> Any:
+        return value
+
+
+def _raise_mapped(exc: psycopg.Error) -> NoReturn:
+    state = exc.sqlstate or ""
+    transient = state in _RETRY_STATES or (
+        isinstance(exc, psycopg.OperationalError) and not state.startswith(_PERMANENT_CLASSES)
+    )
+    if transient:
+        raise TransientError(f"PostgreSQL: {type(exc).__name__}: {exc}".strip()) from exc
+    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):  # classes 22 and 23
+        raise RejectedData(f"PostgreSQL: {type(exc).__name__}: {exc}".strip()) from exc
+    raise exc
+
+
+def _mask(url: str) -> str:
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+__all__ = ["PostgresSink"]

@@ -1,0 +1,528 @@
+"""The HTTP push receiver: Huawei Cloud and 7moor (or any format) POST events to one path per queue.
+
+Huawei and 7moor retry until they get a 200, so a 200 means "durably stored": the body is
+normalized and committed, or quarantined in `dead_letters` with its raw bytes, before the response
+goes out (providers.md §3.4, §4.1). A storage failure answers 503 and the sender retries.
+
+Per request, in order, nothing stored and the body unread until the last step:
+unknown path 404, client address outside `allow_from` 403, method other than POST 405, wrong or
+missing credentials 401 (`http_auth`), content type other than JSON (or a form, for 7moor) 415,
+body over `max_body_bytes` 413, body not received within `body_timeout` 408. Then the body goes
+to the queue's pipeline; requests that arrive while a commit is running wait for the next one and
+are committed together (group commit), each still answered for itself.
+
+The same listener serves `GET /healthz` (the process is alive), `GET /readyz` (the sink answers)
+and `GET /metrics` (prometheus_client's default registry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client.registry import CollectorRegistry
+
+from consumer.config.model import RESERVED_HTTP_PATHS, Config, QueueConfig
+from consumer.errors import ConfigError
+from consumer.pipeline.handler import Pipeline
+from consumer.pipeline.metrics import Metrics
+from consumer.pipeline.push import PushHandler
+from consumer.pipeline.results import Disposition, Result
+from consumer.sinks.base import Sink
+from consumer.sources.base import Message
+from consumer.sources.http_auth import Authenticator, Credentials, NonceCache, authenticator
+
+log = structlog.get_logger("consumer.http")
+
+RESERVED_PATHS = RESERVED_HTTP_PATHS
+DEFAULT_PUSH_BUDGET = 5.0
+"""Seconds of sink retries a push waits for before it is answered 503 (below senders' timeouts)."""
+
+REQUESTS = Counter(
+    "consumer_push_requests",
+    "HTTP push requests answered, by queue and status code",
+    ["queue", "code"],
+)
+AUTH_FAILURES = Counter(
+    "consumer_push_auth_failures",
+    "HTTP push requests refused for wrong or missing credentials",
+    ["queue"],
+)
+REQUEST_SECONDS = Histogram(
+    "consumer_push_request_duration_seconds",
+    "From the request's arrival to its answer, for requests that reached the pipeline",
+    ["queue"],
+)
+BATCH_MESSAGES = Histogram(
+    "consumer_push_batch_messages",
+    "Push requests committed together in one sink transaction (group commit)",
+    ["queue"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+UNMATCHED = "unmatched"  # the queue label of a request to no known path
+
+_JSON_TYPES = frozenset({"application/json", "text/json"})
+_FORM_TYPE = "application/x-www-form-urlencoded"
+_FORM_FORMATS = frozenset({"moor7.event"})
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def success_body(format_name: str) -> bytes:
+    """What the sender expects once its push is stored (providers.md §1.1, §3.4, §4.1)."""
+    if format_name.startswith("huawei."):
+        # Voice Call fee judges success by resultcode "0"; other Huawei pushes ignore the body.
+        return b'{"resultcode":"0","resultdesc":"Success"}'
+    if format_name.startswith("aliyun."):
+        return json.dumps({"code": 0, "msg": "接收成功"}, ensure_ascii=False).encode("utf-8")
+    return b"{}"
+
+
+class Overloaded(Exception):
+    """More requests wait for a commit than the queue takes: answer 503 at once."""
+
+
+class GroupCommit:
+    """Commits the requests that arrive while a commit is running together, in the next one.
+
+    One `PushHandler.handle_async` call at a time (the handler runs the sink on one thread
+    anyway); every waiting request joins the next call, up to `max_batch` requests or
+    `max_batch_bytes` of bodies. Concurrency 64 thus costs a few transactions instead of 64.
+    Each request still gets its own `Result`. What may wait is bounded too (`max_pending`
+    requests, `max_pending_bytes`): past that a request is answered 503 at once.
+    """
+
+    def __init__(
+        self,
+        queue: str,
+        handler: PushHandler,
+        *,
+        max_batch: int = 128,
+        max_batch_bytes: int = 8 * 1_048_576,
+        max_pending: int = 4096,
+        max_pending_bytes: int = 64 * 1_048_576,
+    ) -> None:
+        self.queue = queue
+        self.handler = handler
+        self.max_batch = max_batch
+        self.max_batch_bytes = max_batch_bytes
+        self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
+        self._pending: deque[tuple[Message, asyncio.Future[Result]]] = deque()
+        self._pending_bytes = 0
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for the next commit (not counting the one in progress)."""
+        return len(self._pending)
+
+    async def submit(self, message: Message) -> Result:
+        size = len(message.body)
+        if self._pending and (
+            len(self._pending) >= self.max_pending
+            or self._pending_bytes + size > self.max_pending_bytes
+        ):
+            raise Overloaded(
+                f"{len(self._pending)} requests ({self._pending_bytes} bytes) already wait"
+            )
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._pending.append((message, future))
+        self._pending_bytes += size
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"push-commit-{self.queue}")
+        # A client that hangs up does not cancel the commit its body already joined.
+        return await asyncio.shield(future)
+
+    def _next_batch(self) -> list[tuple[Message, asyncio.Future[Result]]]:
+        batch: list[tuple[Message, asyncio.Future[Result]]] = []
+        size = 0
+        while self._pending and len(batch) < self.max_batch:
+            body = len(self._pending[0][0].body)
+            if batch and size + body > self.max_batch_bytes:
+                break
+            batch.append(self._pending.popleft())
+            size += body
+        self._pending_bytes -= size
+        return batch
+
+    async def _run(self) -> None:
+        while self._pending:
+            batch = self._next_batch()
+            messages = [message for message, _ in batch]
+            BATCH_MESSAGES.labels(self.queue).observe(len(messages))
+            try:
+                results = await self.handler.handle_async(messages)
+            except Exception as exc:  # a bug in the sink: answer 503 and lose nothing
+                log.exception("push pipeline failed: answering 503", queue=self.queue)
+                error = f"{type(exc).__name__}: {exc}"
+                results = [
+                    Result(m, Disposition.TRANSIENT, 0, "transient", error) for m in messages
+                ]
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def drain(self) -> None:
+        """Wait until every submitted request has its result."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+
+@dataclass
+class PushEndpoint:
+    """One `source: http` queue as the listener sees it."""
+
+    queue: str
+    format: str
+    path: str
+    handler: PushHandler
+    auth: Authenticator
+    allow_from: tuple[Network, ...] = ()
+    max_body_bytes: int = 1_048_576
+    commits: GroupCommit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.commits = GroupCommit(self.queue, self.handler)
+
+    @classmethod
+    def for_queue(
+        cls,
+        config: QueueConfig,
+        sink: Sink,
+        metrics: Metrics | None = None,
+        *,
+        budget: float = DEFAULT_PUSH_BUDGET,
+        nonces: NonceCache | None = None,
+    ) -> PushEndpoint:
+        if config.http is None:
+            raise ConfigError(f"queues.{config.name}", "is not a `source: http` queue")
+        pipeline = Pipeline.for_queue(config, sink, metrics)
+        budget = min(budget, config.retry.total.total_seconds())
+        return cls(
+            queue=config.name,
+            format=config.format,
+            path=config.http.path,
+            handler=PushHandler(pipeline, budget),
+            auth=authenticator(config.http.auth, nonces=nonces),
+            allow_from=tuple(ipaddress.ip_network(c, strict=False) for c in config.http.allow_from),
+            max_body_bytes=config.http.max_body_bytes,
+        )
+
+    def allows(self, remote: str | None) -> bool:
+        if not self.allow_from:
+            return True
+        if remote is None:
+            return False
+        try:
+            address = ipaddress.ip_address(remote.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.allow_from)
+
+    def accepts(self, content_type: str) -> bool:
+        if content_type in _JSON_TYPES or content_type.endswith("+json"):
+            return True
+        return content_type == _FORM_TYPE and self.format in _FORM_FORMATS
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`127.0.0.1:8080`, `0.0.0.0:8080` or `[::1]:8080` to host and port."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError("http.listen", f"not HOST:PORT: {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+class PushServer:
+    """The shared listener: every push queue, health, readiness and metrics on one port.
+
+    The server owns its endpoints' handlers and closes them in `close`.
+    """
+
+    def __init__(
+        self,
+        endpoints: Sequence[PushEndpoint],
+        *,
+        listen: str = "127.0.0.1:8080",
+        ready: Callable[[], object] | None = None,
+        body_timeout: float = 10.0,
+        keepalive_timeout: float = 75.0,
+        shutdown_timeout: float = 30.0,
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self.endpoints = list(endpoints)
+        self.host, self._port = parse_listen(listen)
+        self.ready = ready
+        self.body_timeout = body_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self.shutdown_timeout = shutdown_timeout
+        self.registry = registry
+        self._routes = _routes(self.endpoints)
+        self._runner: web.AppRunner | None = None
+        self._probe = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readyz")
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        sink: Sink,
+        metrics: Metrics | None = None,
+        *,
+        queues: Sequence[str] = (),
+        budget: float = DEFAULT_PUSH_BUDGET,
+    ) -> PushServer:
+        """A listener for the `source: http` queues of `config` (only `queues` if given)."""
+        nonces = NonceCache()
+        endpoints = [
+            PushEndpoint.for_queue(queue, sink, metrics, budget=budget, nonces=nonces)
+            for queue in config.queues
+            if queue.source == "http" and (not queues or queue.name in queues)
+        ]
+        return cls(endpoints, listen=config.http.listen, ready=_sink_probe(sink))
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when `listen` asked for port 0)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self._port}"
+
+    def application(self) -> web.Application:
+        app = web.Application(
+            client_max_size=max([e.max_body_bytes for e in self.endpoints] or [1])
+        )
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        return app
+
+    async def start(self) -> None:
+        runner = web.AppRunner(
+            self.application(),
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=self.keepalive_timeout,
+            shutdown_timeout=self.shutdown_timeout,
+            # After a refused body (413, 408) read and drop at most this long before closing.
+            lingering_time=2.0,
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self._port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigError(
+                "http.listen", f"cannot listen on {self.host}:{self._port}: {exc}"
+            ) from exc
+        self._runner = runner
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            self._port = int(sockets[0].getsockname()[1])
+        log.info("http listener started", url=self.url, queues=[e.queue for e in self.endpoints])
+
+    async def close(self) -> None:
+        """Stop accepting, answer the requests in progress, then release the pipelines."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        for endpoint in self.endpoints:
+            await endpoint.commits.drain()
+        loop = asyncio.get_running_loop()
+        for endpoint in self.endpoints:
+            await loop.run_in_executor(None, endpoint.handler.close)
+        self._probe.shutdown(wait=False)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path in RESERVED_PATHS:
+            return await self._service(request, path)
+        match = self._match(path)
+        if match is None:
+            REQUESTS.labels(UNMATCHED, "404").inc()
+            return _error(404, "no push queue at this path")
+        endpoint, token = match
+        started = time.monotonic()
+        response = await self._push(request, endpoint, token)
+        REQUESTS.labels(endpoint.queue, str(response.status)).inc()
+        if response.status in (200, 503):
+            REQUEST_SECONDS.labels(endpoint.queue).observe(time.monotonic() - started)
+        return response
+
+    def _match(self, path: str) -> tuple[PushEndpoint, str | None] | None:
+        key = path.rstrip("/")
+        endpoint = self._routes.get(key)
+        if endpoint is not None:
+            return endpoint, None
+        parent, _, segment = key.rpartition("/")
+        endpoint = self._routes.get(parent)
+        if endpoint is not None and segment and endpoint.auth.accepts_path_token():
+            return endpoint, segment
+        return None
+
+    async def _push(
+        self, request: web.Request, endpoint: PushEndpoint, token: str | None
+    ) -> web.Response:
+        queue = endpoint.queue
+        if not endpoint.allows(request.remote):
+            log.warning(
+                "push refused: client address not allowed", queue=queue, remote=request.remote
+            )
+            return _error(403, "client address not allowed")
+        if request.method != "POST":
+            return _error(405, "only POST", headers={"Allow": "POST"})
+        credentials = Credentials(request.headers, token, _signed_urls(request))
+        denied = endpoint.auth.check(credentials)
+        if denied is not None:
+            AUTH_FAILURES.labels(queue).inc()
+            log.warning(
+                "push refused: credentials",
+                queue=queue,
+                reason=denied.reason,
+                detail=denied.detail,
+                remote=request.remote,
+            )
+            return _error(401, "unauthorized")
+        if not endpoint.accepts(request.content_type):
+            accepted = "JSON" + (" or a form" if endpoint.format in _FORM_FORMATS else "")
+            return _error(415, f"content type {request.content_type!r}: expected {accepted}")
+        body = await self._read_body(request, endpoint)
+        if isinstance(body, web.Response):
+            return body
+        message = Message(id=f"http-{uuid.uuid4().hex}", body=body, delivery_count=1)
+        try:
+            result = await endpoint.commits.submit(message)
+        except Overloaded as exc:
+            endpoint.auth.release(credentials)
+            log.warning("push answered 503: overloaded", queue=queue, error=str(exc))
+            return _error(503, "overloaded; retry later", headers={"Retry-After": "5"})
+        headers = {"X-Request-Id": message.id, "X-Consumer-Result": str(result.disposition)}
+        if not result.committed:
+            endpoint.auth.release(credentials)
+            headers["Retry-After"] = "30"
+            return _error(503, "storage unavailable; retry later", headers=headers)
+        return web.Response(
+            status=200,
+            body=success_body(endpoint.format),
+            content_type="application/json",
+            charset="utf-8",
+            headers=headers,
+        )
+
+    async def _read_body(
+        self, request: web.Request, endpoint: PushEndpoint
+    ) -> bytes | web.Response:
+        limit = endpoint.max_body_bytes
+        too_large = _error(413, f"body larger than {limit} bytes")
+        too_large.force_close()  # do not linger reading the rest of a body we refuse
+        if request.content_length is not None and request.content_length > limit:
+            return too_large
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                async for chunk in request.content.iter_any():
+                    size += len(chunk)
+                    if size > limit:
+                        return too_large
+                    chunks.append(chunk)
+        except TimeoutError:
+            log.warning("push refused: body too slow", queue=endpoint.queue, received=size)
+            too_slow = _error(408, f"body not received within {self.body_timeout:g}s")
+            too_slow.force_close()
+            return too_slow
+        return b"".join(chunks)
+
+    async def _service(self, request: web.Request, path: str) -> web.Response:
+        if request.method not in ("GET", "HEAD"):
+            return _error(405, "only GET", headers={"Allow": "GET, HEAD"})
+        if path == "/healthz":
+            return web.Response(text="ok\n")
+        if path == "/metrics":
+            return web.Response(
+                body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
+        if self.ready is None:
+            return web.Response(text="ready\n")
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(5.0):
+                await loop.run_in_executor(self._probe, self.ready)
+        except Exception as exc:  # whatever the sink raises, the answer is "not ready"
+            reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}"
+            log.warning("readiness probe failed", error=f"{type(exc).__name__}: {exc}")
+            return web.Response(status=503, text=f"sink unavailable: {reason}\n")
+        return web.Response(text="ready\n")
+
+
+def _routes(endpoints: Sequence[PushEndpoint]) -> dict[str, PushEndpoint]:
+    routes: dict[str, PushEndpoint] = {}
+    for endpoint in endpoints:
+        key = endpoint.path.rstrip("/")
+        if (key or "/") in RESERVED_PATHS:
+            raise ConfigError(
+                f"queues.{endpoint.queue}.http.path", f"{endpoint.path} is reserved by the listener"
+            )
+        if key in routes:
+            raise ConfigError(
+                f"queues.{endpoint.queue}.http.path",
+                f"{endpoint.path} is already the path of queue {routes[key].queue}",
+            )
+        routes[key] = endpoint
+    return routes
+
+
+def _signed_urls(request: web.Request) -> list[str]:
+    """The push URL as the sender may have configured it (Huawei Voice signs it, §3.9)."""
+    schemes = dict.fromkeys(
+        [request.headers.get("X-Forwarded-Proto", request.scheme), "https", "http"]
+    )
+    host = request.headers.get("X-Forwarded-Host", request.host)
+    return [f"{scheme}://{host}{request.path}" for scheme in schemes]
+
+
+def _sink_probe(sink: Sink) -> Callable[[], object]:
+    """Readiness: one cheap read (`SqlSink.schema_version`, else an empty dead-letter lookup)."""
+    probe = getattr(sink, "schema_version", None)
+    if callable(probe):
+        return probe  # type: ignore[no-any-return]
+    return lambda: sink.dead_letters([0])
+
+
+def _error(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps({"error": text}).encode(),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+__all__ = [
+    "AUTH_FAILURES",
+    "DEFAULT_PUSH_BUDGET",
+    "REQUESTS",
+    "GroupCommit",
+    "Overloaded",
+    "PushEndpoint",
+    "PushServer",
+    "parse_listen",
+    "success_body",
+]

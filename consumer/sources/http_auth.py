@@ -1,0 +1,298 @@
+"""Credential checks for HTTP push queues, done on the headers and path alone.
+
+Nothing here reads the body or touches the sink: a request that fails these checks is answered
+401 before anything is stored (providers.md §3.9, §4.1).
+
+- `token`: a shared secret as the last path segment (Huawei push URLs cannot carry a query
+  string) or in the `X-Consumer-Token` header, compared in constant time.
+- `huawei_aksk`: Huawei's `X-AKSK` / `X-WSSE` UsernameToken headers. The documents disagree on the
+  digest and on the clock of `Created`, so every documented variant is accepted (§3.9 proposal):
+  HMAC-SHA256(secret, Nonce + Created) and HMAC-SHA256(secret, url "\\n" Nonce "\\n" Created)
+  under `X-AKSK`, SHA-256(Nonce + Created + secret) under `X-WSSE`; `Created` is fresh when it
+  is within `max_skew` of now read as UTC, or read as Beijing time mislabelled `Z` (+8 h).
+  A nonce is refused while its `Created` could still be accepted, so a captured request cannot
+  be replayed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import heapq
+import hmac
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from consumer.config.model import HuaweiAkskAuth, NoAuth, PushAuth, TokenAuth
+
+TOKEN_HEADER = "X-Consumer-Token"
+BEIJING_OFFSET = timedelta(hours=8)
+_PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
+_MAX_NONCE_LENGTH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    """Why a request was refused: `reason` is a short stable code for logs, never a secret."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a request presents: its headers, the path segment after the queue's path (if any),
+    and the URLs under which the sender may have signed it (Huawei Voice signs its push URL)."""
+
+    headers: Mapping[str, str]
+    path_token: str | None
+    urls: Sequence[str] = ()
+
+
+class Authenticator:
+    """Checks one queue's credentials; `check` returns None when the request may proceed."""
+
+    def accepts_path_token(self) -> bool:
+        """Whether a secret may follow the queue's path as one more segment."""
+        return False
+
+    def check(self, credentials: Credentials) -> Denied | None:
+        raise NotImplementedError
+
+    def release(self, credentials: Credentials) -> None:
+        """Forget a request whose delivery failed (503), so the sender's retry is not a replay."""
+
+
+class AllowAll(Authenticator):
+    def check(self, credentials: Credentials) -> Denied | None:
+        if credentials.path_token is not None:
+            return Denied("unexpected_token", "this queue takes no token")
+        return None
+
+
+class SharedToken(Authenticator):
+    def __init__(self, token: str) -> None:
+        if not token:
+            raise ValueError("an empty push token would let anybody in")
+        self._token = token.encode("utf-8")
+
+    def accepts_path_token(self) -> bool:
+        return True
+
+    def check(self, credentials: Credentials) -> Denied | None:
+        presented = credentials.path_token
+        where = "path segment"
+        if presented is None:
+            presented = credentials.headers.get(TOKEN_HEADER)
+            where = f"{TOKEN_HEADER} header"
+        if not presented:
+            return Denied("missing_token", f"no token in the path or the {TOKEN_HEADER} header")
+        if not hmac.compare_digest(presented.encode("utf-8", "replace"), self._token):
+            return Denied("bad_token", f"wrong token in the {where}")
+        return None
+
+
+class NonceCache:
+    """Nonces seen, each kept until its `Created` can no longer be accepted.
+
+    Bounded: when full (after dropping the expired ones) the nonce closest to expiry goes first,
+    which is the one least likely to be replayed. Thread-safe.
+    """
+
+    def __init__(self, max_entries: int = 200_000, clock: Callable[[], float] = time.time) -> None:
+        self.max_entries = max_entries
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._expiry: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def add(self, nonce: str, until: float) -> bool:
+        """Remember `nonce` until `until` (epoch seconds); False if it is already remembered."""
+        with self._lock:
+            now = self.clock()
+            self._prune(now)
+            known = self._expiry.get(nonce)
+            if known is not None and known >= now:
+                return False
+            while len(self._expiry) >= self.max_entries and self._heap:
+                _, oldest = heapq.heappop(self._heap)
+                self._expiry.pop(oldest, None)
+            self._expiry[nonce] = until
+            heapq.heappush(self._heap, (until, nonce))
+            return True
+
+    def discard(self, nonce: str) -> None:
+        with self._lock:
+            self._expiry.pop(nonce, None)  # its heap entry goes when it expires
+
+    def _prune(self, now: float) -> None:
+        while self._heap and self._heap[0][0] < now:
+            until, nonce = heapq.heappop(self._heap)
+            if self._expiry.get(nonce) == until:
+                del self._expiry[nonce]
+
+
+class HuaweiAksk(Authenticator):
+    def __init__(
+        self,
+        app_key: str,
+        app_secret: str,
+        max_skew: timedelta,
+        *,
+        nonces: NonceCache | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app_key = app_key
+        self._secret = app_secret.encode("utf-8")
+        self.max_skew = max_skew.total_seconds()
+        self.clock = clock
+        self.nonces = nonces if nonces is not None else NonceCache(clock=clock)
+
+    def check(self, credentials: Credentials) -> Denied | None:
+        if credentials.path_token is not None:
+            return Denied("unexpected_token", "this queue takes no path token")
+        headers = credentials.headers
+        family = "X-AKSK" if headers.get("X-AKSK") else "X-WSSE" if headers.get("X-WSSE") else None
+        if family is None:
+            return Denied("missing_signature", "neither an X-AKSK nor an X-WSSE header")
+        fields = _username_token(headers[family])
+        missing = [
+            k for k in ("Username", "PasswordDigest", "Nonce", "Created") if not fields.get(k)
+        ]
+        if missing:
+            return Denied("bad_signature", f"{family} lacks {', '.join(missing)}")
+        username, nonce, created_text = fields["Username"], fields["Nonce"], fields["Created"]
+        if len(nonce) > _MAX_NONCE_LENGTH:
+            return Denied("bad_signature", f"{family} Nonce longer than {_MAX_NONCE_LENGTH}")
+        if not hmac.compare_digest(username.encode("utf-8", "replace"), self.app_key.encode()):
+            return Denied("unknown_app_key", f"{family} Username is not the configured app_key")
+        try:
+            presented = base64.b64decode(fields["PasswordDigest"], validate=True)
+        except (binascii.Error, ValueError):
+            return Denied("bad_signature", f"{family} PasswordDigest is not base64")
+        expected = self._digests(family, nonce, created_text, credentials.urls)
+        if not any(hmac.compare_digest(presented, digest) for digest in expected):
+            return Denied("bad_digest", f"{family} PasswordDigest does not verify")
+        created = _parse_created(created_text)
+        if created is None:
+            return Denied("bad_signature", f"{family} Created is not an ISO-8601 time")
+        until = self._fresh_until(created)
+        if until is None:
+            return Denied("stale", f"{family} Created {created_text} is outside the allowed skew")
+        if not self.nonces.add(_nonce_key(username, nonce), until):
+            return Denied("replayed", f"{family} Nonce was used before")
+        return None
+
+    def release(self, credentials: Credentials) -> None:
+        for family in ("X-AKSK", "X-WSSE"):
+            value = credentials.headers.get(family)
+            if value:
+                fields = _username_token(value)
+                if fields.get("Nonce"):
+                    self.nonces.discard(_nonce_key(fields.get("Username", ""), fields["Nonce"]))
+                return
+
+    def _digests(self, family: str, nonce: str, created: str, urls: Sequence[str]) -> list[bytes]:
+        if family == "X-WSSE":
+            return [hashlib.sha256(f"{nonce}{created}".encode() + self._secret).digest()]
+        messages = [f"{nonce}{created}"] + [f"{url}\n{nonce}\n{created}" for url in urls]
+        return [hmac.new(self._secret, m.encode(), hashlib.sha256).digest() for m in messages]
+
+    def _fresh_until(self, created: datetime) -> float | None:
+        """The last moment this `Created` is accepted, or None if it is not accepted now.
+
+        Read as UTC it is fresh within ±max_skew of now; read as Beijing time labelled `Z`, the
+        true instant is 8 hours earlier. Either reading passes; the UTC one ends last.
+        """
+        now = self.clock()
+        stamp = created.timestamp()
+        for instant in (stamp, stamp - BEIJING_OFFSET.total_seconds()):
+            if abs(now - instant) <= self.max_skew:
+                return stamp + self.max_skew
+        return None
+
+
+def authenticator(auth: PushAuth, *, nonces: NonceCache | None = None) -> Authenticator:
+    """The checker for a queue's `http.auth` section."""
+    if isinstance(auth, NoAuth):
+        return AllowAll()
+    if isinstance(auth, TokenAuth):
+        return SharedToken(auth.token.get_secret_value())
+    if isinstance(auth, HuaweiAkskAuth):
+        return HuaweiAksk(
+            auth.app_key, auth.app_secret.get_secret_value(), auth.max_skew, nonces=nonces
+        )
+    raise TypeError(f"unknown push auth mode: {auth!r}")
+
+
+def sign_huawei(
+    family: str,
+    app_key: str,
+    app_secret: str,
+    *,
+    nonce: str,
+    created: str,
+    url: str | None = None,
+) -> dict[str, str]:
+    """The headers Huawei sends, for tests, benches and local peers (the digest variant follows
+    `family` and whether `url` is given)."""
+    secret = app_secret.encode()
+    if family == "X-WSSE":
+        digest = hashlib.sha256(f"{nonce}{created}".encode() + secret).digest()
+        scheme = "WSSE"
+    elif family == "X-AKSK":
+        message = f"{nonce}{created}" if url is None else f"{url}\n{nonce}\n{created}"
+        digest = hmac.new(secret, message.encode(), hashlib.sha256).digest()
+        scheme = "AKSK"
+    else:
+        raise ValueError(f"family must be X-AKSK or X-WSSE, not {family!r}")
+    token = base64.b64encode(digest).decode()
+    return {
+        "Authorization": f'{scheme} realm="SDP",profile="UsernameToken",type="Appkey"',
+        family: (
+            f'UsernameToken Username="{app_key}",PasswordDigest="{token}",'
+            f'Nonce="{nonce}",Created="{created}"'
+        ),
+    }
+
+
+def _username_token(value: str) -> dict[str, str]:
+    text = value.strip()
+    if text.lower().startswith("usernametoken"):
+        text = text[len("usernametoken") :]
+    return dict(_PARAM.findall(text))
+
+
+def _parse_created(text: str) -> datetime | None:
+    """`2018-02-12T15:30:20Z` (fractions and offsets tolerated); no offset means UTC."""
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _nonce_key(username: str, nonce: str) -> str:
+    return f"{username}\x1f{nonce}"
+
+
+__all__ = [
+    "TOKEN_HEADER",
+    "AllowAll",
+    "Authenticator",
+    "Credentials",
+    "Denied",
+    "HuaweiAksk",
+    "NonceCache",
+    "SharedToken",
+    "authenticator",
+    "sign_huawei",
+]

@@ -1,0 +1,165 @@
+"""A pull worker's pieces in-process: the reporting source and the drain on SIGTERM."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from multiprocessing.sharedctypes import RawArray
+
+import pytest
+
+from consumer.errors import TransientError
+from consumer.formats import get_format
+from consumer.pipeline import Counters, Pipeline, Worker, run_worker
+from consumer.runtime.spec import EXIT_OK, EXIT_UNFINISHED
+from consumer.runtime.status import FIELDS, Slot
+from consumer.runtime.worker import FIRST_WAIT, TrackedSource, _drain
+from consumer.sinks.base import DeadLetter, StoredEvent
+from consumer.sources.base import Message
+from consumer.sources.memory import MemoryQueue, MemorySource
+from tests.conformance import bodies
+from tests.conformance.sink_double import SinkDouble
+
+
+def slot() -> Slot:
+    made = Slot(RawArray("d", FIELDS), 0)
+    made.reset()
+    return made
+
+
+class Unreachable(MemorySource):
+    def receive(self, max_count: int, wait: float) -> list[Message]:
+        raise TransientError("broker unreachable")
+
+
+class Spy(MemorySource):
+    def __init__(self, queue: MemoryQueue) -> None:
+        super().__init__(queue)
+        self.waits: list[float] = []
+
+    def receive(self, max_count: int, wait: float) -> list[Message]:
+        self.waits.append(wait)
+        return super().receive(max_count, 0)
+
+
+def test_the_source_reports_connected_beats_and_shortens_the_first_poll() -> None:
+    # Given a reporting source over an empty queue
+    status = slot()
+    up: list[tuple[str, bool]] = []
+    spy = Spy(MemoryQueue())
+    source = TrackedSource(spy, status, "vms", lambda queue, ok: up.append((queue, ok)))
+    assert not status.is_connected
+    # When the loop polls twice with a 30 s wait
+    source.receive(16, 30)
+    source.receive(16, 30)
+    # Then the first poll was short (readiness comes quickly), the next one as asked
+    assert spy.waits == [FIRST_WAIT, 30]
+    assert status.is_connected
+    assert status.silent_for() < 1
+    assert up == [("vms", True), ("vms", True)]
+    assert not source.receiving
+
+
+def test_an_unreachable_source_is_reported_down() -> None:
+    # Given a source that was connected, then its broker goes away
+    status = slot()
+    status.connected(True)
+    up: list[tuple[str, bool]] = []
+    unreachable = Unreachable(MemoryQueue())
+    source = TrackedSource(unreachable, status, "bot", lambda q, ok: up.append((q, ok)))
+    # When a receive fails, the failure still reaches the loop (which backs off)
+    with pytest.raises(TransientError):
+        source.receive(16, 30)
+    # Then the supervisor and /metrics see it down
+    assert not status.is_connected
+    assert up == [("bot", False)]
+
+
+class BlockingSink(SinkDouble):
+    """Stores only once `release` is set: a commit that outlives the drain deadline."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def store(self, events: Sequence[StoredEvent], dead_letters: Sequence[DeadLetter]) -> None:
+        self.entered.set()
+        self.release.wait(10)
+        super().store(events, dead_letters)
+
+
+def make_worker(queue: MemoryQueue, sink: SinkDouble) -> tuple[Worker, TrackedSource]:
+    source = TrackedSource(MemorySource(queue, visibility_timeout=30), slot(), "vms")
+    pipeline = Pipeline(
+        queue="vms", format=get_format(bodies.FORMAT), sink=sink, metrics=Counters()
+    )
+    return Worker(source, pipeline, batch_size=4, wait=30), source
+
+
+class LongPoll(MemorySource):
+    """A poll that holds nothing and ends only when its wait is over or the source is closed."""
+
+    def __init__(self) -> None:
+        super().__init__(MemoryQueue())
+        self.closed = threading.Event()
+
+    def receive(self, max_count: int, wait: float) -> list[Message]:
+        self.closed.wait(wait)
+        return []
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_stop_during_a_long_poll_returns_at_once() -> None:
+    # Given a worker waiting in a 30 s poll
+    poll = LongPoll()
+    source = TrackedSource(poll, slot(), "vms")
+    pipeline = Pipeline(queue="vms", format=get_format(bodies.FORMAT), sink=SinkDouble())
+    worker = Worker(source, pipeline, batch_size=4, wait=30)
+    thread = run_worker(worker)
+    while not source.receiving:
+        time.sleep(0.01)
+    # When it is drained
+    started = time.monotonic()
+    code = _drain(worker, thread, source, deadline=5)
+    # Then it does not wait for the poll (nothing is in hand) and it closed the source
+    assert code == EXIT_OK
+    assert time.monotonic() - started < 2
+    assert poll.closed.is_set()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_a_batch_in_hand_is_finished_and_acknowledged() -> None:
+    # Given a worker in the middle of committing a batch
+    queue = MemoryQueue()
+    for n in range(3):
+        queue.publish(bodies.voice_report(n))
+    sink = BlockingSink()
+    worker, source = make_worker(queue, sink)
+    thread = run_worker(worker)
+    assert sink.entered.wait(5)
+    # When it is drained and the commit completes within the deadline
+    threading.Timer(0.3, sink.release.set).start()
+    code = _drain(worker, thread, source, deadline=5)
+    # Then the batch was stored and acknowledged before the worker ended
+    assert code == EXIT_OK
+    assert len(sink.stored_event_ids()) == 3
+    assert queue.drained()
+
+
+def test_a_batch_that_outlives_the_deadline_is_reported_unfinished() -> None:
+    queue = MemoryQueue()
+    queue.publish(bodies.voice_report(1))
+    sink = BlockingSink()
+    worker, source = make_worker(queue, sink)
+    thread = run_worker(worker)
+    assert sink.entered.wait(5)
+    code = _drain(worker, thread, source, deadline=0.3)
+    assert code == EXIT_UNFINISHED
+    assert not queue.drained()  # left to redelivery
+    sink.release.set()
+    thread.join(5)
