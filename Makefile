@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	mkdir -p var
-	$(BIN)/consumer check -c config/local.yaml
+	$(BIN)/consumer run -c config/local.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check consumer tests bench

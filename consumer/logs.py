@@ -54,6 +54,7 @@ _MOBILE = re.compile(
 )
 # In a field that holds a phone number, any run of 7 or more digits (landlines, foreign numbers).
 _DIGIT_RUN = re.compile(r"\d{7,}")
+_SEVEN_DIGITS = re.compile(r"\d{7}")
 _PHONE_KEY = re.compile(
     r"caller|callee|called|calling|phone|mobile|msisdn|telephone|^tel|tel$|number$|numbers$"
     r"|num$|nbr$|^callno$|^calledno$|^callerno$|^ani$|^dnis$"
@@ -99,7 +100,7 @@ def configure_logging(
     _settings.renderer = (
         structlog.dev.ConsoleRenderer(colors=_isatty(target), exception_formatter=_plain_exc)
         if fmt == "console"
-        else structlog.processors.JSONRenderer(ensure_ascii=False, default=repr)
+        else structlog.processors.JSONRenderer(_dumps_line)
     )
     if structlog.get_config()["processors"] is not _PROCESSORS:  # first call, or someone else's
         structlog.configure(
@@ -144,25 +145,6 @@ def message_context(
         yield
 
 
-def bind_message(
-    *,
-    queue: str | None = None,
-    provider: str | None = None,
-    kind: str | None = None,
-    call_id: str | None = None,
-    event_id: str | None = None,
-    message_id: str | None = None,
-) -> None:
-    """Like `message_context`, until `clear_message()`: for loops that cannot use a `with`."""
-    structlog.contextvars.bind_contextvars(
-        **_present(queue, provider, kind, call_id, event_id, message_id)
-    )
-
-
-def clear_message() -> None:
-    structlog.contextvars.unbind_contextvars(*MESSAGE_KEYS)
-
-
 def _present(*values: str | None) -> dict[str, str]:
     return {
         key: value for key, value in zip(MESSAGE_KEYS, values, strict=True) if value is not None
@@ -174,6 +156,12 @@ def _present(*values: str | None) -> dict[str, str]:
 
 def mask_phone_numbers(text: str, *, phone_field: bool = False) -> str:
     """Chinese mobile numbers anywhere; in a phone field, also landlines and other numbers."""
+    if _SEVEN_DIGITS.search(text) is None:
+        return text  # both patterns need at least seven digits in a row: nothing to mask
+    return _mask_text(text, phone_field)
+
+
+def _mask_text(text: str, phone_field: bool) -> str:
     text = _MOBILE.sub(
         lambda m: f"{m.group('cc') or ''}{m.group('head')}****{m.group('tail')}", text
     )
@@ -190,15 +178,26 @@ def _mask_digits(digits: str) -> str:
     return f"{digits[:head]}****{digits[len(digits) - tail :]}"
 
 
+_phone_keys: dict[str, bool] = {}  # memo of _is_phone_key: keys repeat on every line
+_PHONE_KEYS_MEMO = 4096  # payload keys come from providers: keep the memo bounded
+
+
 def _is_phone_key(key: object) -> bool:
-    return isinstance(key, str) and bool(
-        _PHONE_KEY.search(key.lower().replace("_", "").replace("-", ""))
-    )
+    if not isinstance(key, str):
+        return False
+    known = _phone_keys.get(key)
+    if known is None:
+        known = bool(_PHONE_KEY.search(key.lower().replace("_", "").replace("-", "")))
+        if len(_phone_keys) < _PHONE_KEYS_MEMO:
+            _phone_keys[key] = known
+    return known
 
 
 def _mask_value(value: Any, phone_field: bool) -> Any:
     if isinstance(value, str):
         return mask_phone_numbers(value, phone_field=phone_field)
+    if value is None:
+        return None
     if isinstance(value, dict):
         return {key: _mask_value(item, _is_phone_key(key)) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -221,7 +220,7 @@ def _scrub(text: str, pattern: re.Pattern[str]) -> str:
 
 def _redact_value(value: Any, pattern: re.Pattern[str]) -> Any:
     if isinstance(value, str):
-        return _scrub(value, pattern)
+        return value if pattern.search(value) is None else _scrub(value, pattern)
     if isinstance(value, dict):
         return {
             _redact_value(key, pattern): _redact_value(item, pattern) for key, item in value.items()
@@ -273,18 +272,39 @@ def _redact(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     return redacted
 
 
+_UNMASKED = frozenset({"timestamp", "level", "logger"})
+
+
 def _mask(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     if not _settings.mask_phone_numbers:
         return event
-    return {
-        key: value
-        if key in ("timestamp", "level", "logger")
-        else _mask_value(value, _is_phone_key(key))
-        for key, value in event.items()
-    }
+    # The same as _mask_value on every value, with the common cases inlined: a line has ~10
+    # values, most of them short strings and small numbers that cannot hold a phone number.
+    masked: EventDict = {}
+    for key, value in event.items():
+        kind = type(value)
+        if key in _UNMASKED or value is None or kind is float or kind is bool:
+            masked[key] = value
+        elif kind is str:
+            masked[key] = (
+                value
+                if _SEVEN_DIGITS.search(value) is None
+                else _mask_text(value, _is_phone_key(key))
+            )
+        elif kind is int and not _is_phone_key(key):
+            masked[key] = value
+        else:
+            masked[key] = _mask_value(value, _is_phone_key(key))
+    return masked
 
 
 _FIRST_KEYS = ("timestamp", "level", "logger", "event")
+# What json.dumps(ensure_ascii=False, default=repr) writes, without building an encoder per line.
+_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, default=repr)
+
+
+def _dumps_line(event: EventDict, **_: Any) -> str:
+    return _LINE_ENCODER.encode(event)
 
 
 def _render(logger: WrappedLogger, method: str, event: EventDict) -> str:
@@ -381,9 +401,7 @@ def _isatty(stream: TextIO) -> bool:
 __all__ = [
     "MESSAGE_KEYS",
     "REDACTED",
-    "bind_message",
     "capture_stdlib_logger",
-    "clear_message",
     "configure_from",
     "configure_logging",
     "get_logger",

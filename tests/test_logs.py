@@ -19,8 +19,6 @@ from hypothesis import strategies as st
 from consumer.config.load import load_config
 from consumer.config.model import LogConfig
 from consumer.logs import (
-    bind_message,
-    clear_message,
     configure_from,
     configure_logging,
     get_logger,
@@ -245,20 +243,6 @@ def test_json_lines_carry_level_utc_timestamp_logger_and_bound_message_context()
     assert received["level"] == "info"
     assert received["logger"] == "consumer.test"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", received["timestamp"])
-
-
-def test_bind_message_until_cleared() -> None:
-    # Given a loop that binds instead of using a with block
-    buffer, log = configured()
-    bind_message(queue="q", message_id="m", call_id=None)
-    log.info("inside")
-    clear_message()
-    log.info("after")
-    # Then the keys are present until cleared, and None values are left out
-    inside, after = lines(buffer)
-    assert inside["queue"] == "q"
-    assert "call_id" not in inside
-    assert "queue" not in after
 
 
 def test_level_filter_and_exception_text() -> None:

@@ -49,6 +49,10 @@ Duration = Annotated[
 ]
 
 
+# RocketMQ 5 moves a message to its %DLQ% topic after 16 failed deliveries by default.
+ROCKETMQ_MAX_RETRIES = 16
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -164,7 +168,11 @@ class AlicomTokenAuth(Strict):
     message_type: Literal["VoiceReport", "VoiceCallReport", "VoiceRecordReport", "VoiceRTASRReport"]
     access_key_id: str
     access_key_secret: SecretStr
-    token_endpoint: str = "https://dybaseapi.aliyuncs.com"
+    token_endpoint: str = Field(
+        default="https://dybaseapi.aliyuncs.com",
+        pattern=r"^https?://[^/\s?#]+/?$",
+        description="a URL http(s)://host[:port] without a path",
+    )
 
 
 class AccessKeyAuth(Strict):
@@ -227,12 +235,28 @@ class RocketMqConfig(Strict):
         pattern=r"^[%A-Za-z0-9_-]{1,255}$",
         description="a consumer group name: letters, digits, %, _ and -, up to 255 characters",
     )
-    tag: str = "*"
-    namespace: str = ""
+    tag: str = Field(
+        default="*",
+        pattern=r"^(\*|[^\s|*]+(\|\|[^\s|*]+)*)$",
+        description="* or tags separated by || without spaces",
+    )
+    namespace: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9_-]*$",
+        description="an instance id: letters, digits, _ and -",
+    )
     tls: bool = False
     credentials: RocketMqCredentials | None = None
     batch_size: int = Field(default=16, ge=1, le=32)
     invisible_duration: Duration = timedelta(seconds=60)
+
+    @field_validator("endpoints")
+    @classmethod
+    def _ports_in_range(cls, endpoints: str) -> str:
+        for endpoint in endpoints.split(";"):
+            if not 1 <= int(endpoint.rsplit(":", 1)[1]) <= 65535:
+                raise ValueError(f"port must be 1 to 65535: {endpoint!r}")
+        return endpoints
 
 
 class NoAuth(Strict):
@@ -323,6 +347,11 @@ class QueueConfig(Strict):
                 raise ValueError(f"source {self.source} needs a `{section}:` section")
             if section != self.source and present:
                 raise ValueError(f"`{section}:` does not belong to a source {self.source} queue")
+        if self.source == "rocketmq" and self.max_deliveries > ROCKETMQ_MAX_RETRIES:
+            raise ValueError(
+                f"max_deliveries must be at most {ROCKETMQ_MAX_RETRIES} for a rocketmq queue: "
+                "past that the broker moves the message to %DLQ% before dead_letters sees it"
+            )
         return self
 
 

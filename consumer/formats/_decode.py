@@ -22,6 +22,11 @@ from consumer.model import CallEvent, JsonObject
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 _WALL_TIME = "%Y-%m-%d %H:%M:%S"
+# The canonical spelling of `_WALL_TIME`, read without strptime (about 10x faster); anything
+# else (one-digit fields, several spaces, other digits) still goes through strptime.
+_CANONICAL_WALL_TIME = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})"
+)
 _SPACES = re.compile(r"\s+")
 _WHOLE = re.compile(r"([+-]?\d+)(?:\.0*)?")
 _BASE64 = re.compile(rb"[A-Za-z0-9+/\r\n]+={0,2}\s*")
@@ -161,16 +166,34 @@ def _wall_time(record: Mapping[str, Any], key: str, zone: tzinfo) -> datetime | 
     raw = text(record, key)
     if raw is None:
         return None
-    try:
-        wall = datetime.strptime(_SPACES.sub(" ", raw), _WALL_TIME)
-    except ValueError:
-        raise InvalidMessage(
-            "bad_time", f"{key} is not a yyyy-MM-dd HH:mm:ss time: {raw!r}"
-        ) from None
+    wall = _canonical_wall_time(raw)
+    if wall is None:
+        try:
+            wall = datetime.strptime(_SPACES.sub(" ", raw), _WALL_TIME)
+        except ValueError:
+            raise InvalidMessage(
+                "bad_time", f"{key} is not a yyyy-MM-dd HH:mm:ss time: {raw!r}"
+            ) from None
     try:
         return wall.replace(tzinfo=zone).astimezone(UTC)
     except OverflowError:  # 0001-01-01 07:59 in Shanghai has no UTC instant
         raise InvalidMessage("bad_time", f"{key} is out of range: {raw!r}") from None
+
+
+def _canonical_wall_time(raw: str) -> datetime | None:
+    """`raw` read as strptime would read it, when it is spelled canonically; else None.
+
+    strptime accepts every canonical spelling that names a real time and gives the same
+    datetime; an impossible one (month 13, 24:00) returns None and strptime words the error.
+    """
+    match = _CANONICAL_WALL_TIME.fullmatch(raw)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = map(int, match.groups())
+    try:
+        return datetime(year, month, day, hour, minute, second)
+    except ValueError:
+        return None
 
 
 def epoch_millis(record: Mapping[str, Any], key: str) -> datetime | None:

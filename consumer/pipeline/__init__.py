@@ -10,7 +10,7 @@
 """
 
 from consumer.pipeline.handler import Pipeline
-from consumer.pipeline.loop import Keepalive, Worker, run_worker
+from consumer.pipeline.loop import Keepalive, KeepaliveThread, Worker, run_worker
 from consumer.pipeline.metrics import Counters, Metrics, NullMetrics
 from consumer.pipeline.push import PushHandler
 from consumer.pipeline.results import Disposition, Result
@@ -19,6 +19,7 @@ __all__ = [
     "Counters",
     "Disposition",
     "Keepalive",
+    "KeepaliveThread",
     "Metrics",
     "NullMetrics",
     "Pipeline",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from consumer.logs import message_context
 from consumer.sinks.base import StoredEvent
 
 
@@ -31,6 +30,4 @@ def message_fields(
     return fields
 
 
-bound = message_context
-
-__all__ = ["bound", "message_fields"]
+__all__ = ["message_fields"]

@@ -13,7 +13,7 @@ import structlog
 
 from consumer.errors import InvalidMessage
 from consumer.formats import Format
-from consumer.pipeline.context import bound
+from consumer.logs import message_context
 from consumer.sinks.base import DeadLetter, StoredEvent
 from consumer.sources.base import Message
 
@@ -75,7 +75,7 @@ def prepare(
             message, dead_letter=dead_letter(queue, message, exc.reason, exc.detail, received_at)
         )
     except Exception as exc:  # a bug in a format module must not stop the queue
-        with bound(queue=queue, provider=str(fmt.provider), message_id=message.id):
+        with message_context(queue=queue, provider=str(fmt.provider), message_id=message.id):
             log.exception("format module failed: quarantining the message", format=fmt.name)
         error = f"{fmt.name}: {type(exc).__name__}: {exc}"
         return Unit(

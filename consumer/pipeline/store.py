@@ -23,7 +23,7 @@ import tenacity
 
 from consumer.config.model import RetryConfig
 from consumer.errors import RejectedData, TransientError
-from consumer.pipeline.context import bound
+from consumer.logs import message_context
 from consumer.pipeline.metrics import Metrics, NullMetrics
 from consumer.pipeline.normalize import SINK_REJECTED, Unit, dead_letter
 from consumer.pipeline.results import Disposition, Result
@@ -100,7 +100,7 @@ class Committer:
     def _quarantine(self, unit: Unit, refused: RejectedData, deadline: float) -> Result:
         seen_at = _seen_at(unit)
         letter = dead_letter(self.queue, unit.message, SINK_REJECTED, _describe(refused), seen_at)
-        with bound(queue=self.queue, message_id=unit.message.id):
+        with message_context(queue=self.queue, message_id=unit.message.id):
             log.error("sink refused a message: quarantining it", error=letter.error)
             try:
                 self._store([Unit(unit.message, dead_letter=letter)], deadline)

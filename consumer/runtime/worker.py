@@ -7,7 +7,8 @@
 The listener is a process of its own rather than a thread of the supervisor: the supervisor then
 runs no SDK, no asyncio and (after the start-up migration) no sink, so nothing a queue does can
 wedge the process that restarts workers and talks to systemd, and a listener crash is restarted
-like any worker's. The price is one more process (about 85 MB resident).
+like any worker's. The price is one more process (about 55-65 MB resident: it loads aiohttp,
+not the pull SDKs; `bench/bench_daemon.py` measures every process).
 
 Each process configures logging, opens its own sink (SQLite in WAL takes several writer
 processes; `migrate()` is safe when they start together) and runs until SIGTERM or SIGINT. Then
@@ -100,6 +101,8 @@ class TrackedSource:
         self._up = up
         self._answered = False
         self.receiving = False
+        # Settling on another connection while a receive waits is the wrapped source's to allow.
+        self.concurrent_settle = getattr(source, "concurrent_settle", False) is True
 
     @property
     def visibility_timeout(self) -> float | None:
@@ -226,7 +229,7 @@ def _drain(worker: Worker, thread: threading.Thread, source: TrackedSource, dead
     started = time.monotonic()
     worker.stop()
     while thread.is_alive():
-        if source.receiving:
+        if source.receiving and not worker.holding:  # a prefetch is a receive with work in hand
             log.info("stopped during a long poll: nothing in hand", queue=worker.pipeline.queue)
             _close_quietly(source, 1.0)
             return EXIT_OK

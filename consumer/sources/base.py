@@ -17,7 +17,9 @@ Rules every source keeps:
   visibility changes (MNS `ChangeMessageVisibility`, RocketMQ `change_invisible_duration`) keeps a
   mutable holder in `handle` and updates it, so `ack` after `extend` uses the newest handle.
 - `ack`, `reject` and `extend` are only called from one thread at a time, never concurrently
-  with `receive` (SDK clients such as MNS's are not thread-safe).
+  with `receive` (SDK clients such as MNS's are not thread-safe), unless the source sets
+  `concurrent_settle = True` (MNS settles on a second connection): then the worker may
+  acknowledge one batch while a receive for the next is waiting.
 """
 
 from __future__ import annotations

@@ -6,8 +6,10 @@ Built on aliyun-mns-sdk 1.3.0 with the settings and pitfalls of clients.md §2.2
   decoder untouched, so a body that is not base64 is dead-lettered instead of looping;
 - every request has a socket timeout longer than the long poll (the SDK's HTTPS connection has
   none by default);
-- one SDK `Account` per source, and a source serves one worker thread (the SDK is not
-  thread-safe); a lock makes accidental concurrent use wait instead of corrupting the stream;
+- one SDK `Account` per source for receiving and changing visibility, and a second one, with
+  its own connection, for deleting (the SDK is not thread-safe): each has a lock that makes
+  concurrent use wait instead of corrupting the stream, so `ack` may run while a `receive` is
+  in progress (`concurrent_settle`: the worker deletes one batch while it fetches the next);
 - receipt handles are single-use: `extend` and `reject` continue with the handle MNS returns,
   stored in the message's `MnsHandle`;
 - a stale handle on delete or visibility change (`ReceiptHandleError`, `MessageNotExist`) means
@@ -93,18 +95,28 @@ class MnsSource:
                 f"request_timeout ({timeout}s) must exceed the long-poll wait "
                 f"({config.wait_seconds}s)"
             )
-        self._account = Account(config.endpoint.rstrip("/"), credentials_provider=self._provider)
-        client = self._account.mns_client
+        self._account, self._queue = self._open(config, timeout)
+        self._lock = threading.Lock()
+        # Deletes go through their own connection, so an ack need not wait for a receive.
+        self._ack_account, self._ack_queue = self._open(config, timeout)
+        self._ack_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._visibility = DEFAULT_VISIBILITY_SECONDS
+        self._visibility_known = False
+
+    concurrent_settle = True
+    """`ack` uses its own connection and lock: it may run while `receive` or `extend` does."""
+
+    def _open(self, config: MnsConfig, timeout: float) -> tuple[Account, Any]:
+        account = Account(config.endpoint.rstrip("/"), credentials_provider=self._provider)
+        client = account.mns_client
         if client.http.is_https:
             client.http.conn.timeout = timeout  # read by http.client on every (re)connect
         else:
             client.set_connection_timeout(timeout)
-        self._queue = self._account.get_queue(config.queue)
-        self._queue.set_encoding(False)
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._visibility = DEFAULT_VISIBILITY_SECONDS
-        self._visibility_known = False
+        queue = account.get_queue(config.queue)
+        queue.set_encoding(False)
+        return account, queue
 
     # -- Source ----------------------------------------------------------------------------
 
@@ -172,18 +184,21 @@ class MnsSource:
         self._closed.set()
         with self._lock:
             self._account.mns_client.close_connection()
+        with self._ack_lock:
+            self._ack_account.mns_client.close_connection()
 
     # -- internals -------------------------------------------------------------------------
 
-    def _call(self, what: str, call: Callable[[], T]) -> T:
-        """Run one SDK call under the lock; network and token failures become TransientError.
+    def _call(self, what: str, call: Callable[[], T], lock: threading.Lock | None = None) -> T:
+        """Run one SDK call under its connection's lock (by default the receiving one); network
+        and token failures become TransientError.
 
         `MNSServerException` is left to the caller, after one credentials refresh if MNS
         refused them.
         """
         if self._closed.is_set():
             raise TransientError(f"the MNS source for {self._name} is closed")
-        with self._lock:
+        with lock or self._lock:
             try:
                 return call_with_auth_retry(self._provider, call)
             except AlicomTokenError as exc:
@@ -197,11 +212,12 @@ class MnsSource:
         if not handles:
             return
         by_receipt = {h.receipt_handle: h for h in handles}
+        queue, lock = self._ack_queue, self._ack_lock
         try:
             if len(handles) == 1:
-                self._call("delete", lambda: self._queue.delete_message(handles[0].receipt_handle))
+                self._call("delete", lambda: queue.delete_message(handles[0].receipt_handle), lock)
             else:
-                self._call("delete", lambda: self._queue.batch_delete_message(list(by_receipt)))
+                self._call("delete", lambda: queue.batch_delete_message(list(by_receipt)), lock)
             return
         except MNSServerException as exc:
             if not exc.sub_errors:
@@ -217,7 +233,7 @@ class MnsSource:
         failed: list[str] = []
         for handle in retry:
             try:
-                self._call("delete", partial(self._queue.delete_message, handle.receipt_handle))
+                self._call("delete", partial(queue.delete_message, handle.receipt_handle), lock)
             except MNSServerException as exc:
                 if exc.type in STALE_HANDLE_CODES:
                     self._stale("delete", [handle], exc.type)

@@ -9,12 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from consumer.errors import InvalidMessage
 from consumer.formats import huawei, parse
 from consumer.model import CallEvent, Kind, Outcome
+from tests.formats.strategies import (
+    PROPERTY,
+    check,
+    deterministic,
+    json_scalars,
+    mutated,
+    stringified,
+)
 
 SAMPLES = Path(__file__).parent / "samples"
 FORMATS = ("huawei.voice_call", "huawei.privacy_number")
@@ -406,21 +414,6 @@ def test_unknown_service_types_are_accepted(fmt: str) -> None:
 
 # --- property-based: nothing but InvalidMessage, whatever arrives ----------------------------
 
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**80), max_value=2**80)
-    | st.floats()
-    | st.text(max_size=20)
-    | st.text(st.characters(codec=None, categories=["Cs", "Lo", "Nd", "No"]), max_size=4)
-    | st.sampled_from(["", "  ", "0", "518", "²³", "2019-01-24  03:04:49", "1548299089"])
-    | st.sampled_from(["9" * 40, "1e999", "\ud800", "+86\udfff"])
-)
-json_junk = st.recursive(
-    json_scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner),
-    max_leaves=8,
-)
 SEEDS = [
     (VOICE, sample("huawei.voice_call.fee_callback.json")),
     (VOICE, sample("huawei.voice_call.fee_callback_failed.json")),
@@ -433,86 +426,15 @@ SEEDS = [
 ]
 
 
-def stringified(value: Any) -> Any:
-    """Every number sent as a JSON string, as some providers do (§0.2)."""
-    if isinstance(value, dict):
-        return {key: stringified(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [stringified(item) for item in value]
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
-@st.composite
-def mutated(draw: st.DrawFn, value: Any) -> Any:
-    """`value` with one to three keys deleted, replaced by junk, or numbers turned to strings."""
-    for _ in range(draw(st.integers(1, 3))):
-        value = draw(_mutate_once(value))
-    return value
-
-
-@st.composite
-def _mutate_once(draw: st.DrawFn, value: Any) -> Any:
-    if isinstance(value, dict) and value and draw(st.integers(0, 9)):
-        key = draw(st.sampled_from(sorted(value)))
-        changed = dict(value)
-        action = draw(st.sampled_from(["delete", "replace", "stringify", *["descend"] * 3]))
-        if action == "delete":
-            del changed[key]
-        elif action == "replace":
-            changed[key] = draw(json_scalars | json_junk)
-        elif action == "stringify":
-            changed[key] = stringified(value[key])
-        else:
-            changed[key] = draw(_mutate_once(value[key]))
-        return changed
-    if isinstance(value, list) and value and draw(st.integers(0, 9)):
-        index = draw(st.integers(0, len(value) - 1))
-        changed_list = list(value)
-        changed_list[index] = draw(_mutate_once(value[index]))
-        if draw(st.booleans()):
-            changed_list = changed_list * draw(st.integers(2, 60))
-        return changed_list
-    return draw(json_junk)
-
-
-def checked(fmt: str, raw: bytes) -> list[CallEvent] | InvalidMessage:
-    try:
-        result = [normalized.event for normalized in parse(fmt, raw)]
-    except InvalidMessage as exc:
-        error = exc
-    else:
-        # Valid results hold up to what the model promises: UTC times, string refs.
-        for event in result:
-            assert event.occurred_at.utcoffset() is not None
-            assert all(isinstance(value, str) for value in event.refs.values())
-        return result
-    # A dead letter's reason and detail must say something.
-    assert error.reason
-    assert error.detail
-    return error
-
-
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(fmt=st.sampled_from(FORMATS), raw=st.binary(max_size=400))
-def test_arbitrary_bytes_give_events_or_invalid_message(fmt: str, raw: bytes) -> None:
-    # Given any bytes, When a Huawei format parses them, Then only InvalidMessage escapes.
-    checked(fmt, raw)
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@PROPERTY
 @given(data=st.data(), wrap=st.booleans())
 def test_mutated_bodies_give_events_or_invalid_message(data: st.DataObject, wrap: bool) -> None:
-    # Given a valid Huawei body with keys deleted, values replaced by junk or numbers stringified,
+    # Given a valid Huawei body (samples and the status shapes above) mutated up to three times,
     fmt, seed = data.draw(st.sampled_from(SEEDS))
     raw = body(data.draw(mutated(seed)))
     raw = base64.b64encode(raw) if wrap else raw
     # When it is parsed twice, Then only InvalidMessage escapes and the ids are deterministic.
-    first, second = checked(fmt, raw), checked(fmt, raw)
-    if isinstance(first, list):
-        assert isinstance(second, list)
-        assert [event.event_id for event in first] == [event.event_id for event in second]
+    deterministic(fmt, raw)
 
 
 @st.composite
@@ -526,13 +448,13 @@ def noisy_records(draw: st.DrawFn, value: dict[str, Any]) -> dict[str, Any]:
     return noisy
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@PROPERTY
 @given(data=st.data())
 def test_scalar_noise_in_records_gives_events_or_invalid_message(data: st.DataObject) -> None:
     # Given a valid body whose record fields hold odd scalars (codes as text, huge numbers,
     # superscript digits, epoch strings, odd spacing),
     fmt, seed = data.draw(st.sampled_from(SEEDS))
-    result = checked(fmt, body(data.draw(noisy_records(seed))))
+    result = check(fmt, body(data.draw(noisy_records(seed))))
     # When parsed, Then it is events or InvalidMessage; an event always has an outcome whenever
     # it is a call record (an unknown code is `unknown`, never an error).
     if isinstance(result, list):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import copy
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,13 +10,14 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from consumer.errors import InvalidMessage
 from consumer.formats import get_format, parse
 from consumer.formats import moor7_event as moor7
 from consumer.model import CallEvent, Normalized, Provider
+from tests.formats.strategies import PROPERTY, check, deterministic, mutated
 
 FORMAT = "moor7.event"
 SAMPLES = Path(__file__).parent / "samples"
@@ -749,92 +749,32 @@ def test_nesting_too_deep_to_store_is_invalid() -> None:
 
 # --- properties -------------------------------------------------------------------------------
 
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**80), max_value=2**80)
-    | st.floats()
-    | st.text(max_size=20)
-    | st.sampled_from(
-        ["", " ", "0", "-1", "1e400", "10秒", "ANSWER", "incoming", "2021-05-08 14:39:37", "13" * 7]
-    )
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
-    ),
-    max_leaves=10,
-)
-
-
-@st.composite
-def mutated(draw: st.DrawFn, value: Any) -> Any:
-    """A deep copy of `value` with one to three changes: keys deleted, values replaced by other
-    JSON, numbers sent as strings, odd strings, huge numbers, nested junk."""
-    value = copy.deepcopy(value)
-    for _ in range(draw(st.integers(1, 3))):
-        parent, key = value, None
-        while isinstance(parent, dict | list) and parent:
-            keys = sorted(parent) if isinstance(parent, dict) else list(range(len(parent)))
-            key = draw(st.sampled_from(keys))
-            child = parent[key]
-            if not (isinstance(child, dict | list) and child) or draw(st.booleans()):
-                break
-            parent = child
-        if key is None or not isinstance(parent, dict | list):
-            continue
-        action = draw(st.sampled_from(["delete", "replace", "stringify", "huge", "wrap"]))
-        if action == "delete" and isinstance(parent, dict):
-            del parent[key]
-        elif action == "stringify":
-            parent[key] = parent[key] if isinstance(parent[key], str) else str(parent[key])
-        elif action == "huge":
-            parent[key] = draw(st.sampled_from([10**30, -(10**20), 1e308, "9" * 40]))
-        elif action == "wrap":
-            parent[key] = {"nested": [parent[key], draw(json_values)]}
-        else:
-            parent[key] = draw(json_values)
-    return value
-
-
 BODIES = [sample(name) for name in SEED_SAMPLES]
 
 
-def outcome(raw: bytes) -> list[Normalized] | InvalidMessage:
-    try:
-        return parse(FORMAT, raw)
-    except InvalidMessage as exc:
-        error = exc
-    assert error.reason
-    assert error.detail
-    return error
+@PROPERTY
+@given(raw=st.text(max_size=200).map(str.encode))
+def test_arbitrary_text_that_may_look_like_a_form_gives_events_or_invalid_message(
+    raw: bytes,
+) -> None:
+    # Given any text (a 7moor body may be a form whose single field holds JSON), Then only
+    # InvalidMessage escapes.
+    check(FORMAT, raw)
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(raw=st.binary(max_size=400) | st.text(max_size=200).map(str.encode))
-def test_arbitrary_bytes_give_events_or_invalid_message(raw: bytes) -> None:
-    # Given any bytes (including text that may look like a form), Then only InvalidMessage.
-    outcome(raw)
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@PROPERTY
 @given(data=st.data())
 def test_mutated_pushes_give_events_or_invalid_message(data: st.DataObject) -> None:
     # Given a seed push mutated up to three times, sent as JSON, base64 or a form,
     value = data.draw(mutated(data.draw(st.sampled_from(BODIES))))
     text = json.dumps(value, ensure_ascii=False)
     wrap = data.draw(st.sampled_from(["json", "base64", "form"]))
-    raw = text.encode()
+    raw = text.encode("utf-8", "surrogatepass")
     if wrap == "base64":
         raw = base64.b64encode(raw)
     elif wrap == "form":
-        raw = urlencode({"data": text}).encode()
+        raw = urlencode({"data": text}, errors="surrogatepass").encode()
     # When parsed twice, Then only InvalidMessage escapes and ids are deterministic.
-    first, second = outcome(raw), outcome(raw)
-    if isinstance(first, list):
-        assert isinstance(second, list)
-        assert [n.event.event_id for n in first] == [n.event.event_id for n in second]
-        for n in first:
-            assert n.event.event_id.startswith("moor7-")
-            assert all(isinstance(v, str) for v in n.event.refs.values())
+    result = deterministic(FORMAT, raw)
+    if isinstance(result, list):
+        assert all(event.event_id.startswith("moor7-") for event in result)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -14,6 +14,7 @@ from consumer.pipeline import (
     Counters,
     Disposition,
     Keepalive,
+    KeepaliveThread,
     Pipeline,
     Result,
     Worker,
@@ -275,3 +276,338 @@ def test_a_bug_in_the_pipeline_leaves_the_batch_for_redelivery(
     assert logs[0]["exc_info"] is True
     clock.now += 31
     assert [m.delivery_count for m in MemorySource(queue).receive(1, 0)] == [2]
+
+
+# -- prefetching, background settling and the long-lived keepalive ---------------------------
+
+
+class Recording(MemorySource):
+    """A memory source that journals every call and counts calls that overlapped another.
+
+    `receive_gate`, if set, runs inside each receive that got messages, with the round number
+    (1 = the first batch, 2 = the first prefetch, ...).
+    """
+
+    def __init__(self, queue: MemoryQueue, journal: list[tuple[str, str]]) -> None:
+        super().__init__(queue)
+        self.journal = journal
+        self.overlaps = 0
+        self.receives = 0
+        self.receive_gate: Callable[[int], object] | None = None
+        self.prefetched = threading.Event()
+        self._guard = threading.Lock()
+        self._active = 0
+
+    def _enter(self) -> None:
+        with self._guard:
+            self._active += 1
+            if self._active > 1:
+                self.overlaps += 1
+        time.sleep(0.002)  # widen the window in which an overlap would be seen
+
+    def _leave(self) -> None:
+        with self._guard:
+            self._active -= 1
+
+    def receive(self, max_count: int, wait: float) -> list[Message]:
+        self._enter()
+        try:
+            got = super().receive(max_count, wait)
+        finally:
+            self._leave()
+        if got:
+            self.receives += 1
+            self.journal.extend(("receive", m.id) for m in got)
+            if self.receives == 2:
+                self.prefetched.set()
+            if self.receive_gate is not None:
+                self.receive_gate(self.receives)
+        return got
+
+    def ack(self, messages: Sequence[Message]) -> None:
+        self._enter()
+        try:
+            super().ack(messages)
+            self.journal.extend(("ack", m.id) for m in messages)
+        finally:
+            self._leave()
+
+    def reject(self, messages: Sequence[Message], delay: float) -> None:
+        self._enter()
+        try:
+            super().reject(messages, delay)
+            self.journal.extend(("reject", m.id) for m in messages)
+        finally:
+            self._leave()
+
+    def extend(self, messages: Sequence[Message], seconds: float) -> None:
+        self._enter()
+        try:
+            super().extend(messages, seconds)
+        finally:
+            self._leave()
+
+
+class JournalSink(SinkDouble):
+    """Journals each commit; `gate`, if set, runs before the n-th store (1-based)."""
+
+    def __init__(self, journal: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.journal = journal
+        self.stores = 0
+        self.gate: Callable[[int], object] | None = None
+
+    def store(self, events: Sequence[StoredEvent], dead_letters: Sequence[DeadLetter]) -> None:
+        self.stores += 1
+        if self.gate is not None:
+            self.gate(self.stores)
+        super().store(events, dead_letters)
+        self.journal.extend(("commit", stored.message_id) for stored in events)
+
+
+def publish(queue: MemoryQueue, count: int) -> list[str]:
+    return [queue.publish(bodies.voice_report(n), message_id=f"m{n:02d}") for n in range(count)]
+
+
+class SettlingRecording(Recording):
+    """A recording source that may be acknowledged while a receive waits (as MNS may)."""
+
+    concurrent_settle = True
+
+
+def test_the_next_batch_is_fetched_during_the_commit_and_acked_only_after_its_own() -> None:
+    # Given 12 messages, batches of 4, and a sink whose first commit waits for the prefetch
+    queue = MemoryQueue(visibility_timeout=30)
+    ids = publish(queue, 12)
+    journal: list[tuple[str, str]] = []
+    source = SettlingRecording(queue, journal)
+    sink = JournalSink(journal)
+    overlapped: list[bool] = []
+    sink.gate = lambda n: overlapped.append(source.prefetched.wait(5)) if n == 1 else None
+    counters = Counters()
+    worker = Worker(source, make_pipeline(FaultySink(sink), counters), batch_size=4, wait=0)
+    # When the worker runs until the queue is empty
+    results = [r for _ in range(4) for r in worker.run_once()]
+    # Then the second batch was received while the first was being committed
+    assert overlapped == [True]
+    # And every message was acknowledged, each only after its own commit
+    assert {r.disposition for r in results} == {Disposition.STORED}
+    assert len(results) == 12
+    for message_id in ids:
+        assert journal.index(("ack", message_id)) > journal.index(("commit", message_id))
+    assert queue.drained()
+    assert counters[QUEUE].acknowledged == 12
+    assert counters[QUEUE].in_flight == 0
+    # And nothing is left in hand
+    assert not worker.holding
+    worker.close()
+
+
+def test_a_source_that_cannot_settle_during_a_receive_is_never_prefetched_from() -> None:
+    # Given a source whose acks would queue behind a receive (a RocketMQ long poll), 8 messages
+    # and batches of 4
+    queue = MemoryQueue(visibility_timeout=30)
+    publish(queue, 8)
+    journal: list[tuple[str, str]] = []
+    source = Recording(queue, journal)
+    sink = JournalSink(journal)
+    receives_during_commit: list[int] = []
+
+    def gate(n: int) -> None:
+        time.sleep(0.2)  # time enough for a prefetch, were one started
+        receives_during_commit.append(source.receives)
+
+    sink.gate = gate
+    worker = Worker(source, make_pipeline(FaultySink(sink)), batch_size=4, wait=0)
+    # When the worker handles both full batches
+    results = [r for _ in range(3) for r in worker.run_once()]
+    # Then no receive ran while a batch was being committed, so each ack followed its commit
+    # at once instead of waiting out a poll (which, past the invisible time, loops for ever)
+    assert receives_during_commit == [1, 2]
+    assert len(results) == 8
+    assert queue.drained()
+    assert source.overlaps == 0
+    worker.close()
+
+
+def test_stop_gives_a_prefetched_batch_back_at_once() -> None:
+    # Given a running worker with batch 1 in the sink and batch 2 prefetched
+    queue = MemoryQueue(visibility_timeout=30)
+    publish(queue, 8)
+    journal: list[tuple[str, str]] = []
+    source = SettlingRecording(queue, journal)
+    sink = JournalSink(journal)
+    release = threading.Event()
+    sink.gate = lambda n: release.wait(5)
+    worker = Worker(source, make_pipeline(FaultySink(sink)), batch_size=4, wait=0.01)
+    thread = run_worker(worker)
+    assert source.prefetched.wait(5)
+    assert worker.holding  # what a drain asks before it concludes nothing is in hand
+    # When it is stopped, and the commit in hand then finishes
+    worker.stop()
+    started = time.monotonic()
+    release.set()
+    thread.join(timeout=5)
+    # Then it ended promptly: batch 1 stored and acked, batch 2 rejected without being stored
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 2
+    assert not worker.holding
+    first = {m for kind, m in journal if kind == "commit"}
+    assert first == {"m00", "m01", "m02", "m03"}
+    assert {m for kind, m in journal if kind == "ack"} == first
+    assert {m for kind, m in journal if kind == "reject"} == {"m04", "m05", "m06", "m07"}
+    # And batch 2 can be received again right away, as a second delivery
+    again = MemorySource(queue).receive(8, 0)
+    assert sorted((m.id, m.delivery_count) for m in again) == [
+        (f"m{n:02d}", 2) for n in range(4, 8)
+    ]
+
+
+def test_a_prefetched_batch_is_kept_invisible_while_the_one_before_is_stored() -> None:
+    # Given a 0.15 s visibility (real clock), batches of 4 and a first commit that takes 0.6 s
+    queue = MemoryQueue(visibility_timeout=0.15)
+    publish(queue, 8)
+    journal: list[tuple[str, str]] = []
+    source = Recording(queue, journal)
+    sink = JournalSink(journal)
+    sink.gate = lambda n: time.sleep(0.6) if n == 1 else None
+    worker = Worker(source, make_pipeline(FaultySink(sink)), batch_size=4, wait=0)
+    # When another consumer polls from the moment batch 2 is prefetched until the end
+    stolen: list[Message] = []
+    done = threading.Event()
+
+    def other_consumer() -> None:
+        other = MemorySource(queue)
+        source.prefetched.wait(5)
+        while not done.is_set():
+            stolen.extend(other.receive(8, 0.02))
+
+    thief = threading.Thread(target=other_consumer)
+    thief.start()
+    try:
+        results = worker.run_once() + worker.run_once()
+    finally:
+        done.set()
+        thief.join()
+        worker.close()
+    # Then nobody else got a message, and all 8 were stored once and acknowledged
+    assert stolen == []
+    assert [r.disposition for r in results] == [Disposition.STORED] * 8
+    assert queue.drained()
+    assert source.overlaps == 0
+
+
+def test_a_full_batch_is_settled_in_the_background_only_while_another_waits() -> None:
+    # Given 6 messages in batches of 4: a full batch, then a partial one
+    queue = MemoryQueue(visibility_timeout=30)
+    publish(queue, 6)
+    journal: list[tuple[str, str]] = []
+    source = Recording(queue, journal)
+    counters = Counters()
+    worker = Worker(
+        source, make_pipeline(FaultySink(JournalSink(journal)), counters), batch_size=4, wait=0
+    )
+    # When the worker handles both
+    first = worker.run_once()
+    second = worker.run_once()
+    # Then when the round with no batch after it returns, everything is settled
+    assert (len(first), len(second)) == (4, 2)
+    assert counters[QUEUE].acknowledged == 6
+    assert queue.drained()
+    worker.close()
+
+
+def test_a_source_that_settles_concurrently_is_acked_during_a_prefetch() -> None:
+    # Given a source whose ack may run while a receive is in progress, and a prefetch that
+    # only returns once the batch before it has been acknowledged
+    queue = MemoryQueue(visibility_timeout=30)
+    publish(queue, 8)
+    journal: list[tuple[str, str]] = []
+
+    class Concurrent(Recording):
+        concurrent_settle = True
+
+    source = Concurrent(queue, journal)
+    acked_first = threading.Event()
+    waited: list[bool] = []
+    source.receive_gate = lambda n: waited.append(acked_first.wait(5)) if n == 2 else None
+    real_ack = source.ack
+
+    def ack(messages: Sequence[Message]) -> None:
+        real_ack(messages)
+        acked_first.set()
+
+    source.ack = ack  # type: ignore[method-assign]
+    worker = Worker(source, make_pipeline(FaultySink(JournalSink(journal))), batch_size=4, wait=0)
+    # When the worker runs two rounds
+    results = worker.run_once() + worker.run_once()
+    worker.close()
+    # Then the ack of batch 1 did not wait for the prefetch of batch 2
+    assert waited == [True]
+    assert len(results) == 8
+    assert queue.drained()
+
+
+def test_the_keepalive_thread_extends_everything_tracked_until_it_is_settled() -> None:
+    # Given a keepalive thread over a source with a 0.06 s visibility
+    class Extends(MemorySource):
+        calls: list[set[str]]
+
+        def extend(self, messages: Sequence[Message], seconds: float) -> None:
+            self.calls.append({m.id for m in messages})
+
+    source = Extends(MemoryQueue(visibility_timeout=0.06))
+    source.calls = []
+    keepalive = KeepaliveThread(source, QUEUE, threading.Lock(), idle=0.05)
+    first, second = [Message("a", b"")], [Message("b", b"")]
+    # When a batch is tracked, then a second one (a prefetch), then the first is settled
+    keepalive.track(first)
+    time.sleep(0.1)
+    keepalive.track(second)
+    time.sleep(0.1)
+    keepalive.untrack(first)
+    source.calls.clear()
+    time.sleep(0.1)
+    # Then only the unsettled one is still extended
+    assert source.calls
+    assert all(call == {"b"} for call in source.calls)
+    assert keepalive.extensions >= 3
+    # And without anything tracked the thread ends by itself, and starts again when needed
+    keepalive.untrack(second)
+    time.sleep(0.2)
+    assert keepalive._thread is None
+    keepalive.track(first)
+    assert keepalive._thread is not None
+    keepalive.close()
+    assert keepalive._thread is None
+
+
+def test_untrack_waits_for_an_extension_in_progress() -> None:
+    # Given an extension that is stuck in the broker
+    entered, release = threading.Event(), threading.Event()
+
+    class Stuck(MemorySource):
+        def extend(self, messages: Sequence[Message], seconds: float) -> None:
+            entered.set()
+            release.wait(5)
+
+    keepalive = KeepaliveThread(
+        Stuck(MemoryQueue(visibility_timeout=0.03)), QUEUE, threading.Lock()
+    )
+    batch = [Message("a", b"")]
+    keepalive.track(batch)
+    assert entered.wait(5)
+    # When the worker wants to settle the message
+    settled = threading.Event()
+
+    def settle() -> None:
+        keepalive.untrack(batch)
+        settled.set()
+
+    threading.Thread(target=settle).start()
+    # Then it waits until the extension is over (its handle may be renewed by it)
+    assert not settled.wait(0.1)
+    release.set()
+    assert settled.wait(5)
+    assert keepalive.tracked == 0
+    keepalive.close()

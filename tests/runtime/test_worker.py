@@ -1,11 +1,15 @@
-"""A pull worker's pieces in-process: the reporting source and the drain on SIGTERM."""
+"""A pull worker's pieces in-process (the reporting source, the drain on SIGTERM), and what each
+kind of worker process imports."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
 from multiprocessing.sharedctypes import RawArray
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +167,93 @@ def test_a_batch_that_outlives_the_deadline_is_reported_unfinished() -> None:
     assert not queue.drained()  # left to redelivery
     sink.release.set()
     thread.join(5)
+
+
+# -- what each process imports ---------------------------------------------------------------
+
+HEAVY = ("aiohttp", "mns", "rocketmq", "grpc", "psycopg", "alibabacloud_dybaseapi20170525")
+
+
+def loaded_after(code: str) -> set[str]:
+    """The heavy top-level packages a fresh interpreter holds after running `code`."""
+    probe = (
+        f"{code}\nimport sys\n"
+        f"print(' '.join(sorted({{n.split('.')[0] for n in sys.modules}} & {set(HEAVY)!r})))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    return set(done.stdout.split())
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        # a spawned worker re-imports the console script, hence consumer.cli, before its target
+        ("import consumer.cli, consumer.runtime.worker", set()),
+        ("from consumer.sources.mns import MnsSource", {"mns"}),
+        (
+            "from consumer.sources.rocketmq import import_client; import_client()",
+            {"rocketmq", "grpc"},
+        ),
+        ("from consumer.sources.http import PushServer", {"aiohttp"}),
+        ("from consumer.sinks import PostgresSink", {"psycopg"}),
+    ],
+)
+def test_each_process_imports_only_what_its_queue_needs(
+    code: str, expected: set[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a fresh interpreter (HOME writable: the RocketMQ client's import writes there)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    # When it imports what one kind of worker needs, Then no other source's SDK comes along
+    assert loaded_after(code) == expected
+
+
+class SettlesConcurrently(MemorySource):
+    concurrent_settle = True
+
+
+def test_the_reporting_source_keeps_the_wrapped_sources_settling_promise() -> None:
+    # Given a source that may be acknowledged while a receive waits (MNS), and one that may not
+    queue = MemoryQueue()
+    # When each is wrapped for the supervisor, Then the promise passes through unchanged
+    assert TrackedSource(SettlesConcurrently(queue), slot(), "vms").concurrent_settle is True
+    assert TrackedSource(MemorySource(queue), slot(), "vms").concurrent_settle is False
+
+
+class RoundTrip(MemorySource):
+    """Every receive after the first takes a network round trip, even when it finds nothing."""
+
+    def __init__(self, queue: MemoryQueue) -> None:
+        super().__init__(queue, visibility_timeout=30)
+        self.calls = 0
+
+    def receive(self, max_count: int, wait: float) -> list[Message]:
+        self.calls += 1
+        if self.calls > 1:
+            time.sleep(1.0)
+        return super().receive(max_count, 0)
+
+
+def test_a_drain_during_a_prefetch_finishes_the_batch_in_hand() -> None:
+    # Given a worker committing a full batch (the sink holds it) while it prefetches the next
+    queue = MemoryQueue()
+    for n in range(4):
+        queue.publish(bodies.voice_report(n))
+    sink = BlockingSink()
+    source = TrackedSource(RoundTrip(queue), slot(), "vms")
+    pipeline = Pipeline(queue="vms", format=get_format(bodies.FORMAT), sink=sink)
+    worker = Worker(source, pipeline, batch_size=4, wait=30)
+    thread = run_worker(worker)
+    assert sink.entered.wait(5)
+    while not source.receiving:  # the prefetch is under way
+        time.sleep(0.01)
+    # When it is drained then, and the commit completes within the deadline
+    threading.Timer(0.3, sink.release.set).start()
+    code = _drain(worker, thread, source, deadline=5)
+    # Then the drain did not take the prefetch for an idle poll: the batch was stored and acked
+    assert code == EXIT_OK
+    assert len(sink.stored_event_ids()) == 4
+    assert queue.drained()
+    thread.join(5)
+    assert not thread.is_alive()

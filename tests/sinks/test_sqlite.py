@@ -203,3 +203,29 @@ def test_io_and_lock_failures_are_transient(code: int, message: str) -> None:
     # When it is mapped, Then it is a TransientError that names it
     with pytest.raises(TransientError, match=message):
         _raise_mapped(error, "events.db")
+
+
+# --- query plans --------------------------------------------------------------------------------
+
+
+def test_a_batch_looks_its_calls_up_in_the_index_instead_of_scanning(tmp_path: Path) -> None:
+    # Given a sink whose connection traces every statement it runs
+    path = tmp_path / "events.db"
+    sink = SqliteSink(path)
+    sink.migrate()
+    statements: list[str] = []
+    sink._connection().set_trace_callback(statements.append)
+    # When a batch of two calls is stored
+    events = SCENARIOS[0].events
+    sink.store(stored(events + with_call_id(events, "another-call")), [])
+    sink.close()
+    # Then each read of call_events looks the calls up by (provider, call_id), and none scans
+    # the table or the whole index (which costs per batch what the table holds)
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert reads
+    plain = sqlite3.connect(path)
+    for statement in reads:
+        details = [row[3] for row in plain.execute("EXPLAIN QUERY PLAN " + statement)]
+        assert not any(detail.startswith("SCAN") for detail in details), details
+        assert any("call_events_call (provider=? AND call_id=?)" in d for d in details), details
+    plain.close()

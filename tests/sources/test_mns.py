@@ -432,3 +432,23 @@ def test_concurrent_use_of_one_source_is_serialized(mns: FakeMnsServer, source: 
     assert sorted(m.body for m in done) == sorted(f"m{n}".encode() for n in range(64))
     assert mns.stats(QUEUE).total == 0
     assert all(r.code is None for r in mns.requests if r.method in ("DELETE", "PUT"))
+
+
+def test_an_ack_does_not_wait_for_a_long_poll_in_progress(
+    mns: FakeMnsServer, source: MnsSource
+) -> None:
+    # Given a received message, and a 1 s long poll on the empty queue in another thread
+    mns.put_message(QUEUE, "x")
+    [message] = source.receive(16, 0)
+    poll = threading.Thread(target=source.receive, args=(16, 1))
+    poll.start()
+    time.sleep(0.2)
+    # When the message is acknowledged meanwhile
+    started = time.monotonic()
+    source.ack([message])
+    took = time.monotonic() - started
+    poll.join()
+    # Then the delete went through the source's second connection without waiting
+    assert source.concurrent_settle is True
+    assert took < 0.5
+    assert mns.stats(QUEUE).total == 0
