@@ -24,25 +24,6 @@ TOPIC = "OUTBOUND_BOT_TOPIC"
 GROUP = "GID_call_consumer"
 
 
-@pytest.fixture(scope="module")
-def rmq(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """The fake and the source module; the client is imported with a throw-away HOME."""
-    home = tmp_path_factory.mktemp("rocketmq-home")
-    old = os.environ.get("HOME")
-    os.environ["HOME"] = str(home)
-    try:
-        import rocketmq  # noqa: F401  (its import creates $HOME/logs)
-
-        from consumer.sources import rocketmq as source_module
-        from consumer.testing import fake_rocketmq
-    finally:
-        if old is None:
-            del os.environ["HOME"]
-        else:
-            os.environ["HOME"] = old
-    return SimpleNamespace(fake=fake_rocketmq, source=source_module)
-
-
 @pytest.fixture
 def fake(rmq: SimpleNamespace) -> Iterator[Any]:
     with rmq.fake.FakeRocketMQ(limits=rmq.fake.ProxyLimits.relaxed()) as server:

@@ -7,11 +7,9 @@ Every test of the suite runs unchanged; see the class docstring for what RocketM
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,27 +24,9 @@ TOPIC = "OUTBOUND_BOT_TOPIC"
 GROUP = "GID_conformance"
 
 
-def import_with_home(home: Path) -> tuple[ModuleType, ModuleType]:
-    """The fake and the source modules; the client's import makes `$HOME/logs`, so point HOME
-    at a throw-away directory for it."""
-    old = os.environ.get("HOME")
-    os.environ["HOME"] = str(home)
-    try:
-        from consumer.sources import rocketmq as source_module
-        from consumer.testing import fake_rocketmq
-
-        source_module.import_client()
-    finally:
-        if old is None:
-            del os.environ["HOME"]
-        else:
-            os.environ["HOME"] = old
-    return fake_rocketmq, source_module
-
-
 @pytest.fixture(scope="module")
-def modules(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, ModuleType]:
-    return import_with_home(tmp_path_factory.mktemp("rocketmq-home"))
+def modules(rmq: SimpleNamespace) -> tuple[ModuleType, ModuleType]:
+    return rmq.fake, rmq.source
 
 
 class RocketMQHarness:

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -34,7 +34,6 @@ from consumer.config.model import RetryConfig, RocketMqConfig, SinkConfig
 from consumer.formats import get_format
 from consumer.pipeline import Counters, Pipeline, Worker, run_worker
 from consumer.sinks import open_sink
-from tests.sources.test_rocketmq_conformance import import_with_home
 
 TOPIC = "OUTBOUND_BOT_TOPIC"
 GROUP = "GID_call_consumer"
@@ -252,8 +251,8 @@ def _attempt(rng: random.Random, call_id: str, kind: str, dial: int) -> _Attempt
 
 
 @pytest.fixture(scope="module")
-def modules(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, ModuleType]:
-    return import_with_home(tmp_path_factory.mktemp("rocketmq-home"))
+def modules(rmq: SimpleNamespace) -> tuple[ModuleType, ModuleType]:
+    return rmq.fake, rmq.source
 
 
 @pytest.fixture

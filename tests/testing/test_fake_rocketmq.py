@@ -7,7 +7,6 @@ down in teardown, including the message-decode pool the client itself never shut
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,26 +17,6 @@ import pytest
 
 TOPIC = "CallEvents"
 GROUP = "GID_calls"
-
-
-@pytest.fixture(scope="module")
-def rmq(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """The client package and the fake module, imported with a writable throw-away HOME."""
-    home = tmp_path_factory.mktemp("rocketmq-home")
-    old = os.environ.get("HOME")
-    os.environ["HOME"] = str(home)
-    try:
-        import grpc
-        import rocketmq
-        from rocketmq.v5 import exception
-
-        from consumer.testing import fake_rocketmq
-    finally:
-        if old is None:
-            del os.environ["HOME"]
-        else:
-            os.environ["HOME"] = old
-    return SimpleNamespace(client=rocketmq, exc=exception, fake=fake_rocketmq, grpc=grpc)
 
 
 @pytest.fixture
