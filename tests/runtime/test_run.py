@@ -362,3 +362,96 @@ def test_a_queue_its_broker_refuses_stops_the_daemon_with_78(
     ]
     assert refused[0]["location"] == "queues.bot.rocketmq.topic"
     assert "READY=1" not in daemon.notify.lines()
+
+
+# -- every kind of source at once ------------------------------------------------------------
+
+
+def test_sigterm_with_mns_rocketmq_and_pushes_at_once_loses_and_duplicates_nothing(
+    tmp_path: Path, rocketmq: Any, start: Start
+) -> None:
+    from consumer.testing.fake_mns import FakeMnsServer
+
+    mns_ids, bot_ids, push_ids = range(0, 400), range(1000, 1400), range(2000, 2200)
+    with FakeMnsServer(seed=7) as mns:
+        # Given receipts waiting on an MNS queue and a RocketMQ topic, receipts to push, and
+        # the daemon with a worker on each pull queue and the listener for the push queue
+        mns.create_queue(MNS_QUEUE_NAME, visibility_timeout=4)
+        mns.add_credentials("AK", "SK")
+        for n in mns_ids:
+            mns.put_message(MNS_QUEUE_NAME, voice_report(n))
+        for n in bot_ids:
+            rocketmq.publish(TOPIC, voice_report(n))
+        queues = (
+            f"""  - name: vms-mns
+    source: mns
+    format: {FORMAT}
+    mns:
+      endpoint: {mns.endpoint}
+      queue: {MNS_QUEUE_NAME}
+      auth: {{mode: access_key, access_key_id: AK, access_key_secret: SK}}
+      batch_size: 2
+      wait_seconds: 1
+"""
+            + rocketmq_queue(rocketmq)
+            + PUSH_QUEUE
+        )
+        port = free_port()
+        config = write_config(tmp_path, port, queues)
+
+        def mns_left() -> int:
+            stats = mns.stats(MNS_QUEUE_NAME)
+            return int(stats.visible + stats.in_flight + stats.delayed)
+
+        answers: dict[int, int] = {}
+        lock = threading.Lock()
+
+        def send(n: int) -> None:
+            status = push(port, n)
+            with lock:
+                answers[n] = status
+
+        def accepted() -> set[int]:
+            with lock:
+                return {n for n, status in answers.items() if status == 200}
+
+        daemon = start(config, tmp_path)
+        daemon.wait_ready()
+        # When SIGTERM arrives while all three are under load
+        with ThreadPoolExecutor(4) as pool:
+            for n in push_ids:
+                pool.submit(send, n)
+            wait_until(
+                lambda: (
+                    mns_left() <= len(mns_ids) - 30
+                    and rocketmq.stats(TOPIC, GROUP).acked >= 30
+                    and len(accepted()) >= 30
+                ),
+                60,
+                "every source under way",
+            )
+            code = daemon.stop(signal.SIGTERM)
+        # Then the daemon drained and exited 0, and everything acknowledged is stored
+        assert code == 0, daemon.log_text()
+        stored = set(stored_call_ids(tmp_path))
+        assert {call_id(n) for n in accepted()} <= stored
+        assert len(stored & {call_id(n) for n in mns_ids}) >= len(mns_ids) - mns_left()
+        assert len(stored & {call_id(n) for n in bot_ids}) >= rocketmq.stats(TOPIC, GROUP).acked
+
+        # When it runs again, the senders retry what was not answered 200, and it drains
+        daemon = start(config, tmp_path)
+        daemon.wait_ready()
+        retried = [n for n in push_ids if n not in accepted()]
+        with ThreadPoolExecutor(4) as pool:
+            assert set(pool.map(lambda n: push(port, n), retried)) <= {200}
+        wait_until(
+            lambda: mns_left() == 0 and rocketmq.stats(TOPIC, GROUP).acked == len(bot_ids),
+            90,
+            "both pull queues drained",
+        )
+        assert daemon.stop(signal.SIGTERM) == 0, daemon.log_text()
+    # Then every receipt of every source is stored exactly once
+    ids = stored_call_ids(tmp_path)
+    expected = {call_id(n) for n in (*mns_ids, *bot_ids, *push_ids)}
+    assert len(ids) == len(expected)
+    assert set(ids) == expected
