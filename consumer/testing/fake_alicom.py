@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
+from consumer.testing._http import serve, shut
 from consumer.testing.fake_mns import FakeMnsServer
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -99,25 +100,14 @@ class FakeAlicomServer:
         class Handler(_Handler):
             server_fake = fake
 
-        server = ThreadingHTTPServer(self._address, Handler)
-        server.daemon_threads = True
-        server.block_on_close = False
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-alicom"
-        )
-        self._thread.daemon = True
-        self._thread.start()
+        self._server, self._thread = serve(self._address, Handler, "fake-alicom")
         return self
 
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is None:
             return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        shut(server, self._thread)
 
     def __enter__(self) -> FakeAlicomServer:
         return self.start()

@@ -35,6 +35,8 @@ from typing import Any
 from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
+from consumer.testing._http import serve, shut
+
 XMLNS = "http://mns.aliyuncs.com/doc/v1/"
 MAX_BATCH = 16
 MAX_WAIT_SECONDS = 30
@@ -221,15 +223,7 @@ class FakeMnsServer:
         if self._server is not None:
             raise RuntimeError("the fake MNS server is already running")
         self._stopping.clear()
-        server = ThreadingHTTPServer(self._address, _handler_for(self))
-        server.daemon_threads = True
-        server.block_on_close = False
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-mns"
-        )
-        self._thread.daemon = True
-        self._thread.start()
+        self._server, self._thread = serve(self._address, _handler_for(self), "fake-mns")
         return self
 
     def stop(self) -> None:
@@ -241,14 +235,12 @@ class FakeMnsServer:
         with self._lock:
             self._lock.notify_all()
         server.shutdown()
-        server.server_close()
         with self._lock:
             connections = list(self._connections)
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        shut(server, self._thread)
 
     def __enter__(self) -> FakeMnsServer:
         return self.start()

@@ -288,6 +288,13 @@ queues:
     format: moor7.event
     http:
       path: /push
+  - name: bot
+    source: rocketmq
+    format: aliyun.outbound_bot
+    rocketmq:
+      endpoints: rmq.example:8080
+      topic: T
+      group: G
 """
 
 
@@ -403,6 +410,34 @@ queues:
             "sink.forward[0].webhook.url: credentials in the URL are not supported; use secret "
             "(line 6)",
         ),
+        (
+            "mode: access_key, access_key_id: i, access_key_secret: s}",
+            "message_type: VoiceReport, access_key_id: i, access_key_secret: s,"
+            " token_endpoint: 'https://dybaseapi.aliyuncs.com/api'}",
+            "queues[0].mns.auth.token_endpoint: bad value 'https://dybaseapi.aliyuncs.com/api': "
+            "must be a URL http(s)://host[:port] without a path",
+        ),
+        (
+            "rmq.example:8080",
+            "rmq.example:8080;rmq2.example:99999",
+            "queues[2].rocketmq.endpoints: port must be 1 to 65535: 'rmq2.example:99999'",
+        ),
+        (
+            "      group: G\n",
+            "      group: G\n      tag: 'a || b'\n",
+            "queues[2].rocketmq.tag: bad value 'a || b': must be * or tags separated by || "
+            "without spaces",
+        ),
+        (
+            "      group: G\n",
+            "      group: G\n      namespace: 'MQ_INST x'\n",
+            "queues[2].rocketmq.namespace: bad value 'MQ_INST x': must be an instance id",
+        ),
+        (
+            "    source: rocketmq\n",
+            "    source: rocketmq\n    max_deliveries: 17\n",
+            "queues[2]: max_deliveries must be at most 16 for a rocketmq queue",
+        ),
     ],
     ids=[
         "unknown-key",
@@ -426,6 +461,11 @@ queues:
         "unknown-top-level-key",
         "reserved-http-path",
         "webhook-url-credentials",
+        "token-endpoint-with-path",
+        "rocketmq-endpoint-port",
+        "rocketmq-tag-spaces",
+        "rocketmq-namespace",
+        "rocketmq-max-deliveries-over-broker-dlq",
     ],
 )
 def test_bad_configuration_names_file_and_key_path(
@@ -683,69 +723,3 @@ def test_format_key_path() -> None:
     assert format_key_path(("queues", 1, "mns", "queue")) == "queues[1].mns.queue"
     assert format_key_path(("sink", "forward", 0, "webhook")) == "sink.forward[0].webhook"
     assert format_key_path(()) == ""
-
-
-ROCKETMQ = """\
-queues:
-  - name: bot
-    source: rocketmq
-    format: aliyun.outbound_bot
-    rocketmq:
-      endpoints: rmq.example:8080
-      topic: T
-      group: G
-"""
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "expected"),
-    [
-        (
-            "rmq.example:8080",
-            "rmq.example:8080;rmq2.example:99999",
-            "queues[0].rocketmq.endpoints: port must be 1 to 65535: 'rmq2.example:99999'",
-        ),
-        (
-            "      group: G\n",
-            "      group: G\n      tag: 'a || b'\n",
-            "queues[0].rocketmq.tag: bad value 'a || b': must be * or tags separated by || "
-            "without spaces",
-        ),
-        (
-            "      group: G\n",
-            "      group: G\n      namespace: 'MQ_INST x'\n",
-            "queues[0].rocketmq.namespace: bad value 'MQ_INST x': must be an instance id",
-        ),
-        (
-            "    source: rocketmq\n",
-            "    source: rocketmq\n    max_deliveries: 17\n",
-            "queues[0]: max_deliveries must be at most 16 for a rocketmq queue",
-        ),
-    ],
-    ids=["endpoint-port", "tag-spaces", "namespace", "max-deliveries-over-broker-dlq"],
-)
-def test_bad_rocketmq_settings_name_their_key_path(
-    tmp_path: Path, old: str, new: str, expected: str
-) -> None:
-    # Given a valid RocketMQ queue with one setting broken
-    assert old in ROCKETMQ
-    path = write(tmp_path / "bad.yaml", ROCKETMQ.replace(old, new, 1))
-    # When it is loaded, Then the error names that key
-    found = problems(path)
-    assert found[0].startswith(f"{path}: {expected}"), found
-
-
-def test_a_token_endpoint_with_a_path_is_refused(tmp_path: Path) -> None:
-    # Given an Alicom token endpoint written as a URL with a path
-    text = BASE.replace(
-        "auth: {mode: access_key, access_key_id: i, access_key_secret: s}",
-        "auth: {message_type: VoiceReport, access_key_id: i, access_key_secret: s,"
-        " token_endpoint: 'https://dybaseapi.aliyuncs.com/api'}",
-    )
-    # When it is loaded, Then check names the key and the expected shape
-    found = problems(write(tmp_path / "bad.yaml", text))
-    assert (
-        ": queues[0].mns.auth.token_endpoint: bad value 'https://dybaseapi.aliyuncs.com/api'"
-        in found[0]
-    )
-    assert "http(s)://host[:port] without a path" in found[0]
