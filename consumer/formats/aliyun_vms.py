@@ -7,6 +7,7 @@ wall clock (§0.1). Each format module only says which field goes where.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -64,8 +65,17 @@ OUTCOMES: Mapping[str, Outcome] = {
     "476": Outcome.OUT_OF_SERVICE,
 }
 
-# `hangup_direction` (§1.3): the platform calls out, so "the user" is the callee.
-HANGUP_BY: Mapping[str, HangupBy] = {"用户": HangupBy.CALLEE, "机器": HangupBy.SYSTEM}
+# `hangup_direction`: the platform calls out, so "the user" (用户) is the callee. The dual-call
+# page's example sends "aleg" (the caller leg, called first); "bleg" is its other leg.
+HANGUP_BY: Mapping[str, HangupBy] = {
+    "用户": HangupBy.CALLEE,
+    "机器": HangupBy.SYSTEM,
+    "aleg": HangupBy.CALLER,
+    "bleg": HangupBy.CALLEE,
+}
+
+# The answer body of the HTTP batch push: `code` a number, any `msg` (http-batch-delivery-mode-1).
+PUSH_ANSWER = json.dumps({"code": 0, "msg": "接收成功"}, ensure_ascii=False).encode("utf-8")
 
 # out_id of the smart-outbound SaaS assistant: ALICOM_SMART_SAAS^<batch task id>^... (§1.3).
 SAAS_PREFIX = "ALICOM_SMART_SAAS^"
@@ -86,8 +96,21 @@ def outcome(code: str | None, *, answered: bool = False) -> Outcome:
 
 
 def call_id(record: Mapping[str, Any]) -> str:
-    """The id that merges the four message types into one call; without it nothing merges."""
-    return _decode.required_text(record, "call_id")
+    """The id that merges the four message types into one call; without it nothing merges.
+
+    An inbound record (呼入) carries no `call_id` but a `biz_id`, which then stands in for it.
+    """
+    value = _decode.text(record, "call_id") or _decode.text(record, "biz_id")
+    if value is None:
+        raise InvalidMessage("missing_field", "call_id is missing or empty")
+    return value
+
+
+def direction(record: Mapping[str, Any]) -> Direction:
+    """Inbound for the inbound layout (`biz_id` without `call_id`), else outbound."""
+    if _decode.text(record, "call_id") is None and _decode.text(record, "biz_id") is not None:
+        return Direction.INBOUND
+    return DIRECTION
 
 
 def out_id_fields(record: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
@@ -172,11 +195,11 @@ def undocumented(record: Mapping[str, Any], documented: frozenset[str]) -> JsonO
     return {key: value for key, value in record.items() if key not in documented}
 
 
-def event(**fields: Any) -> CallEvent:
+def event(record: Mapping[str, Any], **fields: Any) -> CallEvent:
     """A VMS event: provider, direction and absent-value-free refs and extras filled in."""
     fields["refs"] = _decode.compact(fields.get("refs", {}))
     fields["extras"] = _decode.compact(fields.get("extras", {}))
-    return _decode.build(provider=PROVIDER, direction=DIRECTION, **fields)
+    return _decode.build(provider=PROVIDER, direction=direction(record), **fields)
 
 
 def parse_records(body: bytes, normalize: Callable[[JsonObject], CallEvent]) -> list[Normalized]:

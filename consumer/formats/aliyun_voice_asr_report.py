@@ -15,6 +15,7 @@ NAME = "aliyun.voice_asr_report"
 
 DOCUMENTED = frozenset(
     {"role", "identity", "words", "begin_offset", "end_offset", "begin_time", "call_id", "out_id"}
+    | {"biz_id"}
 )
 
 
@@ -36,6 +37,7 @@ def normalize(record: dict[str, Any]) -> CallEvent:
     identity = _decode.text(record, "identity")
     correlation_id, refs = aliyun_vms.out_id_fields(record)
     return aliyun_vms.event(
+        record,
         event_id=event_id(NAME, call_id, role, identity, begin_offset, end_offset),
         kind=Kind.ASR_SENTENCE,
         call_id=call_id,

@@ -16,8 +16,10 @@ from consumer.model import CallEvent, Kind, Normalized, Outcome, event_id
 
 NAME = "aliyun.voice_call_report"
 
+# The outbound layout, plus the inbound one's `biz_id` (its call id) and `extend`.
 DOCUMENTED = frozenset(
     {"call_id", "status_code", "smart_status_code", "status_time", "out_id", "dtmf"}
+    | {"biz_id", "extend"}
 )
 
 # §1.4 kind mapping; any other code is a final one and ends the call.
@@ -62,6 +64,7 @@ def normalize(record: dict[str, Any]) -> CallEvent:
     if kind in _TIME_FIELD:
         times[_TIME_FIELD[kind]] = occurred
     return aliyun_vms.event(
+        record,
         event_id=event_id(NAME, call_id, code, status_time, dtmf),
         kind=kind,
         call_id=call_id,
@@ -72,7 +75,7 @@ def normalize(record: dict[str, Any]) -> CallEvent:
         refs=refs,
         extras={
             **aliyun_vms.undocumented(record, DOCUMENTED),
-            **aliyun_vms.texts(record, "smart_status_code"),
+            **aliyun_vms.texts(record, "smart_status_code", "extend"),
             "dtmf": dtmf,
         },
         **times,

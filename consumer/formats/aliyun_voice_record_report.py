@@ -24,6 +24,8 @@ DOCUMENTED = frozenset(
         "record_file",
         "out_id",
         "record_begin_time",
+        "smart_status_code",
+        "biz_id",
     }
 )
 
@@ -48,6 +50,7 @@ def normalize(record: dict[str, Any]) -> CallEvent:
         )
     correlation_id, refs = aliyun_vms.out_id_fields(record)
     return aliyun_vms.event(
+        record,
         event_id=event_id(NAME, call_id, record_file),
         kind=Kind.RECORDING_READY,
         call_id=call_id,
@@ -61,7 +64,7 @@ def normalize(record: dict[str, Any]) -> CallEvent:
         refs=refs,
         extras={
             **aliyun_vms.undocumented(record, DOCUMENTED),
-            **aliyun_vms.texts(record, "record_begin_time"),
+            **aliyun_vms.texts(record, "record_begin_time", "smart_status_code"),
         },
     )
 
