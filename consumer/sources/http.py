@@ -34,6 +34,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from consumer.config.model import RESERVED_HTTP_PATHS, Config, QueueConfig
 from consumer.errors import ConfigError
+from consumer.formats import aliyun_vms
 from consumer.pipeline.handler import Pipeline
 from consumer.pipeline.metrics import Metrics
 from consumer.pipeline.push import PushHandler
@@ -84,7 +85,7 @@ def success_body(format_name: str) -> bytes:
         # Voice Call fee judges success by resultcode "0"; other Huawei pushes ignore the body.
         return b'{"resultcode":"0","resultdesc":"Success"}'
     if format_name.startswith("aliyun."):
-        return json.dumps({"code": 0, "msg": "接收成功"}, ensure_ascii=False).encode("utf-8")
+        return aliyun_vms.PUSH_ANSWER
     return b"{}"
 
 
