@@ -1,8 +1,8 @@
-"""What the four Aliyun VMS receipt formats share (providers.md §1).
+"""What the four Aliyun VMS receipt formats share (docs/formats.md).
 
-The status-code table (§1.2) is used by three of them, and all four share the body decoding
-(§1.1), the `call_id` that merges them into one `calls` row, the `out_id` echo and the Shanghai
-wall clock (§0.1). Each format module only says which field goes where.
+The status-code table is used by three of them, and all four share the body decoding (MNS
+object or HTTP-push array), the `call_id` that merges them into one `calls` row, the `out_id`
+echo and the Shanghai wall clock. Each format module only says which field goes where.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from consumer.model import (
 
 PROVIDER = Provider.ALIYUN_VMS
 
-# Every documented VMS scenario is platform-originated (providers.md §1.3, proposal).
+# Every documented VMS scenario but the inbound one (`biz_id`) is platform-originated.
 DIRECTION = Direction.OUTBOUND
 
-# §1.2: final codes only. Intermediate codes (200101-200103, 200201, 200202, 300000), 200100
-# without an answer time and anything undocumented fall through to `unknown`.
+# Final codes only (运营商回执错误码, help.aliyun.com/document_detail/55085.htm). Intermediate
+# codes (200101-200103, 200201, 200202, 300000), 200100 without an answer time and anything
+# undocumented fall through to `unknown`.
 OUTCOMES: Mapping[str, Outcome] = {
     "200000": Outcome.ANSWERED,
     "200001": Outcome.ANSWERED,
@@ -77,7 +78,7 @@ HANGUP_BY: Mapping[str, HangupBy] = {
 # The answer body of the HTTP batch push: `code` a number, any `msg` (http-batch-delivery-mode-1).
 PUSH_ANSWER = json.dumps({"code": 0, "msg": "接收成功"}, ensure_ascii=False).encode("utf-8")
 
-# out_id of the smart-outbound SaaS assistant: ALICOM_SMART_SAAS^<batch task id>^... (§1.3).
+# out_id of the smart-outbound SaaS assistant: ALICOM_SMART_SAAS^<batch task id>^....
 SAAS_PREFIX = "ALICOM_SMART_SAAS^"
 
 _MAX_DIGITS = 18
@@ -132,7 +133,7 @@ def hangup_by(record: Mapping[str, Any]) -> tuple[HangupBy | None, str | None]:
 
 
 def time(record: Mapping[str, Any], key: str) -> datetime | None:
-    """A Shanghai wall time (§0.1) in UTC; `0001-01-01 07:59:59` has no UTC instant: bad_time."""
+    """A Shanghai wall time in UTC; `0001-01-01 07:59:59` has no UTC instant: bad_time."""
     return in_utc(_decode.shanghai_time(record, key), key)
 
 
@@ -171,7 +172,7 @@ def required_whole_number(record: Mapping[str, Any], key: str) -> int:
 
 
 def duration(record: Mapping[str, Any], key: str = "duration") -> int | None:
-    """Talk time in seconds from `10`, `"10"` or `"10秒"` (§1.3, §1.7 item 4)."""
+    """Talk time in seconds from `10`, `"10"` or `"10秒"` (both spellings are on the pages)."""
     raw = _decode.text(record, key)
     if raw is None:
         return None

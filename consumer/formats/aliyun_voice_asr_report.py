@@ -1,4 +1,4 @@
-"""`aliyun.voice_asr_report`: Aliyun VMS VoiceRTASRReport, real-time ASR (providers.md §1.6).
+"""`aliyun.voice_asr_report`: Aliyun VMS VoiceRTASRReport, real-time ASR (docs/formats.md).
 
 Each record is one recognized sentence. `begin_time` is the call's start, the same for every
 sentence of a call, so a sentence is dated by `begin_time` plus its `begin_offset` (ms).

@@ -1,6 +1,6 @@
-"""`aliyun.voice_call_report`: Aliyun VMS VoiceCallReport, intermediate states (providers.md §1.4).
+"""`aliyun.voice_call_report`: Aliyun VMS VoiceCallReport, intermediate states (docs/formats.md).
 
-These give the ringing and answer times before the VoiceReport arrives (§0.3). A single call
+These give the ringing and answer times before the VoiceReport arrives. A single call
 goes 200101 → 200201 → 200102 → 200100; a dual call 200101 → 200201 → 200102 → 200202 →
 200103 → 200100. The message does not say which, so 200102 (caller leg answered in a dual call)
 is `call.answered` either way.
@@ -22,7 +22,7 @@ DOCUMENTED = frozenset(
     | {"biz_id", "extend"}
 )
 
-# §1.4 kind mapping; any other code is a final one and ends the call.
+# Kind mapping (ours); any other code is a final one and ends the call.
 KINDS: Mapping[str, Kind] = {
     "200101": Kind.CALL_INITIATED,
     "200201": Kind.CALL_RINGING,
@@ -54,7 +54,7 @@ def normalize(record: dict[str, Any]) -> CallEvent:
     occurred = aliyun_vms.required_time(record, "status_time")
     kind = _decode.lookup(KINDS, code, Kind.CALL_ENDED)
     # An intermediate state says nothing about how the call ends (ours); a hang-up (200100)
-    # carries no answer time here, so it is `unknown` (§1.2); a final code gives its outcome.
+    # carries no answer time here, so it is `unknown`; a final code gives its outcome.
     outcome: Outcome | None = None
     if kind is Kind.CALL_ENDED:
         outcome = aliyun_vms.outcome(code)

@@ -1,6 +1,6 @@
-"""`aliyun.voice_record_report`: Aliyun VMS VoiceRecordReport, recording ready (providers.md §1.5).
+"""`aliyun.voice_record_report`: Aliyun VMS VoiceRecordReport, recording ready (docs/formats.md).
 
-It adds the recording URL to the call; the outcome is left to the VoiceReport (§0.3), so
+It adds the recording URL to the call; the outcome is left to the VoiceReport, so
 `status_code` is kept only as `provider_status`.
 """
 
