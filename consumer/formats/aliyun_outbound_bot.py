@@ -345,10 +345,17 @@ class _Job:
             "mkv_url": d.text(recording, "mkvUrl"),
         }
         extras.update({f"recording.{k}": v for k, v in recording.items() if k not in _RECORDING})
+        # A recording of no call, or without its URL, would be a hollow event (strict shapes).
+        call_id = d.first(call_id, fields["call_id"])
+        if call_id is None:
+            raise InvalidMessage("missing_field", "recording.callId is missing or empty")
+        url = d.text(recording, "url")
+        if url is None:
+            raise InvalidMessage("missing_field", "recording.url is missing or empty")
         fields.update(
-            call_id=d.first(call_id, fields["call_id"]),
+            call_id=call_id,
             refs={**fields["refs"], **d.compact({"task_id": task_id})},
-            recording_url=d.text(recording, "url"),
+            recording_url=url,
             duration_seconds=d.integer(recording, "duration"),
             extras=extras,
         )

@@ -332,6 +332,23 @@ def test_recording_ready_without_recording_is_invalid() -> None:
     assert "recording" in error.detail
 
 
+@pytest.mark.parametrize(
+    ("recording", "detail"),
+    [
+        ({"taskId": "t-9", "url": "https://r/9.wav"}, "recording.callId is missing or empty"),
+        ({"callId": "", "url": "https://r/9.wav"}, "recording.callId is missing or empty"),
+        ({"callId": "c-9", "url": ""}, "recording.url is missing or empty"),
+    ],
+)
+def test_recording_ready_without_its_call_or_url_is_refused(
+    recording: dict[str, Any], detail: str
+) -> None:
+    # Given a RecordingReady whose recording names no call (and no listed task does), or has no URL,
+    error = invalid(message("RecordingReady", recording=recording, tasks=[]))
+    # When normalized, Then it is a dead letter naming the key, not a recording of nothing.
+    assert (error.reason, error.detail) == ("missing_field", detail)
+
+
 # --- enumerations: names or integers (§2.3) ---------------------------------------------------
 
 
@@ -715,7 +732,11 @@ def test_nesting_too_deep_to_store_is_invalid() -> None:
 
 SEED_BODIES = [
     json.loads(path.read_bytes()) for path in sorted(SAMPLES.glob(f"{FORMAT}.*.json"))
-] + [message(), message("CallFinished"), message("RecordingReady", recording={"callId": "c"})]
+] + [
+    message(),
+    message("CallFinished"),
+    message("RecordingReady", recording={"callId": "c", "url": "https://r"}),
+]
 
 
 @PROPERTY
