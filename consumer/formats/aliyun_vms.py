@@ -196,11 +196,13 @@ def undocumented(record: Mapping[str, Any], documented: frozenset[str]) -> JsonO
     return {key: value for key, value in record.items() if key not in documented}
 
 
-def event(record: Mapping[str, Any], **fields: Any) -> CallEvent:
-    """A VMS event: provider, direction and absent-value-free refs and extras filled in."""
+def event(record: Mapping[str, Any] | None = None, **fields: Any) -> CallEvent:
+    """A VMS event: provider, direction (from `record`'s layout) and absent-value-free refs and
+    extras filled in."""
     fields["refs"] = _decode.compact(fields.get("refs", {}))
     fields["extras"] = _decode.compact(fields.get("extras", {}))
-    return _decode.build(provider=PROVIDER, direction=direction(record), **fields)
+    found = DIRECTION if record is None else direction(record)
+    return _decode.build(provider=PROVIDER, direction=found, **fields)
 
 
 def parse_records(body: bytes, normalize: Callable[[JsonObject], CallEvent]) -> list[Normalized]:
