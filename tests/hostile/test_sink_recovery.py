@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import http.client
 import os
 import shutil
 import sqlite3
@@ -33,7 +34,9 @@ from consumer.sinks.postgres import PostgresSink
 from consumer.sinks.postgres import fault as postgres_fault
 from consumer.sinks.sqlite import SqliteSink
 from consumer.sinks.sqlite import fault as sqlite_fault
+from tests.conformance.bodies import FORMAT, call_id, voice_report
 from tests.pipeline.conftest import QUEUE, FakeTime, retry, unit
+from tests.runtime.helpers import Daemon, free_port
 from tests.sinks.conftest import POSTGRES, schema_url
 from tests.sinks.helpers import count, query
 
@@ -165,6 +168,60 @@ def test_sqlite_writes_resume_after_the_files_were_read_only(
     assert stored_messages(sink) == message_ids(0, 10)
     assert count(sink, "calls") == 10
     sink.close()
+
+
+def push(port: int, n: int) -> int:
+    """POST receipt n to the daemon; its status."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(
+            "POST", "/push/vms", body=voice_report(n), headers={"Content-Type": "application/json"}
+        )
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+@pytest.mark.timeout(180)
+def test_the_daemon_stores_pushes_again_once_its_files_are_writable(tmp_path: Path) -> None:
+    # Given `consumer run` storing pushes into SQLite, with short sink retries
+    port = free_port()
+    config = tmp_path / "consumer.yaml"
+    config.write_text(
+        f"""
+log: {{level: info, format: json}}
+sink: {{url: "sqlite:///{tmp_path}/events.db"}}
+http: {{listen: "127.0.0.1:{port}"}}
+queues:
+  - name: vms
+    source: http
+    format: {FORMAT}
+    http: {{path: /push/vms}}
+    retry: {{attempts: 3, initial: 50ms, max: 100ms, total: 1s}}
+""",
+        encoding="utf-8",
+    )
+    daemon = Daemon(config, tmp_path)
+    try:
+        daemon.wait_ready()
+        assert [push(port, n) for n in range(3)] == [200, 200, 200]
+        files = [p for p in (tmp_path / "events.db", tmp_path / "events.db-wal") if p.exists()]
+        # When the database files are unwritable, Then a push is refused (the sender keeps it)
+        with immutable(*files):
+            assert push(port, 3) == 503
+            assert push(port, 3) == 503
+        # When they are writable again, Then the same daemon stores that push and the next
+        assert push(port, 3) == 200
+        assert push(port, 4) == 200
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.log_text()
+    # And every receipt is stored once
+    with sqlite3.connect(tmp_path / "events.db") as db:
+        stored = sorted(row[0] for row in db.execute("SELECT call_id FROM call_events"))
+    assert stored == sorted(call_id(n) for n in range(5))
 
 
 def test_a_sqlite_sink_started_while_the_files_are_read_only_writes_once_they_are_not(
