@@ -11,12 +11,22 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from consumer.config.limits import MAX_QUEUES, compose
+from consumer.config.limits import (
+    MAX_DEPTH,
+    MAX_NODES,
+    MAX_QUEUES,
+    LimitExceeded,
+    _CLoader,
+    _Loader,
+    _run,
+    compose,
+)
 from consumer.config.load import load_config
-from tests.hostile.config_bombs import BOMBS, HEADER, queue_yaml
+from tests.hostile.config_bombs import BOMBS, HEADER, merge_bomb, queue_yaml
 
 
 def check(path: Path) -> subprocess.CompletedProcess[str]:
@@ -76,3 +86,20 @@ def test_a_recursive_merge_is_stopped_while_building(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "nested too deeply or too large (a recursive alias?)" in done.stderr
+
+
+@pytest.mark.parametrize("loader", [_CLoader, _Loader], ids=["libyaml", "pure-python"])
+def test_both_parsers_hold_the_same_limits(
+    tmp_path: Path, loader: Callable[[str, int, int], Any]
+) -> None:
+    # Given the composer on libyaml's parser and on PyYAML's own
+    assert loader is not None, "PyYAML without libyaml: reinstall the wheel"
+    bomb = merge_bomb(tmp_path)[0].read_text(encoding="utf-8")
+    deep = "x: " + "[" * 100 + "]" * 100 + "\n"
+    # When each composes an ordinary document, a merge bomb and 100 nested lists
+    # Then they count the same, and stop at the same limits
+    assert _run(loader("a: &x [1, 2]\nb: *x\n", MAX_NODES, MAX_DEPTH))[1] == 1 + 2 + 2 * 3
+    with pytest.raises(LimitExceeded, match="the node limit"):
+        _run(loader(bomb, MAX_NODES, MAX_DEPTH))
+    with pytest.raises(LimitExceeded, match="the depth limit"):
+        _run(loader(deep, MAX_NODES, MAX_DEPTH))
