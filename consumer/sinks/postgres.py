@@ -37,10 +37,11 @@ _FAULTS: dict[str, Fault] = {
     "40P01": Fault.BUSY,  # deadlock_detected
     "55P03": Fault.BUSY,  # lock_not_available
     "57014": Fault.BUSY,  # query_canceled (statement_timeout)
+    "55006": Fault.BUSY,  # object_in_use
     # the server cannot write now: retry on a NEW connection (one opened on a standby or
     # during a shutdown must not outlive the fault)
     "08": Fault.OUTAGE,  # connection_exception
-    "57P": Fault.OUTAGE,  # admin/crash shutdown, cannot_connect_now, idle timeouts
+    "57": Fault.OUTAGE,  # operator intervention: admin/crash shutdown, cannot_connect_now, ...
     "53": Fault.OUTAGE,  # insufficient_resources: disk_full, out_of_memory, too_many_connections
     "58": Fault.OUTAGE,  # system_error: io_error, undefined_file, duplicate_file
     "25006": Fault.OUTAGE,  # read_only_sql_transaction: a standby, or read-only by setting
@@ -189,7 +190,7 @@ def fault(exc: psycopg.Error) -> Fault:
     """
     state = exc.sqlstate
     if state:
-        known = _FAULTS.get(state) or _FAULTS.get(state[:3]) or _FAULTS.get(state[:2])
+        known = _FAULTS.get(state) or _FAULTS.get(state[:2])
         return known or Fault.BUG
     if isinstance(exc, psycopg.OperationalError):
         return Fault.OUTAGE

@@ -399,6 +399,8 @@ def test_postgres_writes_resume_after_sessions_were_read_only(
         ("08001", Fault.OUTAGE),  # sqlclient_unable_to_establish_sqlconnection
         ("57P01", Fault.OUTAGE),  # admin_shutdown
         ("57P03", Fault.OUTAGE),  # cannot_connect_now
+        ("57000", Fault.OUTAGE),  # operator_intervention
+        ("57014", Fault.BUSY),  # query_canceled
         ("53100", Fault.OUTAGE),  # disk_full
         ("53200", Fault.OUTAGE),  # out_of_memory
         ("53300", Fault.OUTAGE),  # too_many_connections
