@@ -7,11 +7,14 @@ goes out (providers.md §3.4, §4.1). A storage failure answers 503 and the send
 Per request, in order, nothing stored and the body unread until the last step:
 unknown path 404, client address outside `allow_from` 403, method other than POST 405, wrong or
 missing credentials 401 (`http_auth`), content type other than JSON (or a form, for 7moor) 415,
-body over `max_body_bytes` 413, body not received within `body_timeout` 408. Then the body goes
-to the queue's pipeline; requests that arrive while a commit is running wait for the next one and
-are committed together (group commit), each still answered for itself.
+body over `max_body_bytes` 413, body not received within `body_timeout` 408, the listener's
+bodies in flight over their cap (`BodyBudget`) 503. Then the body goes to the queue's pipeline;
+requests that arrive while a commit is running wait for the next one and are committed together
+(group commit), each still answered for itself. A signed (`huawei_aksk`) request's nonce is
+stored in that commit (`http_nonces`): a nonce found already stored is answered 401.
 
-The same listener serves `GET /healthz` (the process is alive), `GET /readyz` (the sink answers)
+The same listener serves `GET /healthz` (the process is alive, from before the database is
+reachable), `GET /readyz` (the sink answers a read and, after a failed commit, takes a write)
 and `GET /metrics` (prometheus_client's default registry).
 """
 
