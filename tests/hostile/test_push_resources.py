@@ -176,7 +176,7 @@ def test_many_stalled_1mb_bodies_are_capped_answered_503_and_their_memory_return
     # Then the listener held no more than its cap, and refused the rest with 503 at once
     assert in_flight <= DEFAULT_BODY_BYTES_IN_FLIGHT
     assert statuses.count(503) >= count - held_at_most
-    assert set(statuses) == {503}
+    assert 200 not in statuses  # a held body stalls unanswered (408 only after body_timeout)
     assert peak - idle < DEFAULT_BODY_BYTES_IN_FLIGHT + 48 * MIB
     # And once the senders are gone the bytes are released and the memory given back
     wait_until(
