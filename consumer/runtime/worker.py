@@ -35,6 +35,7 @@ from typing import Any
 
 import structlog
 
+from consumer.archive.worker import open_archiver, run_archiver
 from consumer.config.model import Config, QueueConfig
 from consumer.errors import ConfigError, TransientError
 from consumer.logs import configure_from
@@ -274,6 +275,7 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
     outbox = open_sink(config.sink) if config.sink.forward else None
     runner = open_forward_runner(config.sink, outbox) if outbox is not None else None
     server: PushServer | None = None
+    archiving: asyncio.Task[None] | None = None
     try:
         for delay in _retry_delays():
             try:
@@ -308,6 +310,7 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
             metrics.source_up(name, True)
         if runner is not None:
             runner.start()
+        archiving = asyncio.create_task(run_archiver(open_archiver(config), stopping))
         slot.connected(True)
         while not stopping.is_set():
             slot.beat()  # the event loop's own heartbeat: a blocked loop stops beating
@@ -324,6 +327,9 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
         log.info("listener drained")
         return EXIT_OK
     finally:
+        if archiving is not None:
+            stopping.set()
+            await archiving
         if runner is not None:
             await loop.run_in_executor(None, runner.stop, 2.0)
         if outbox is not None:

@@ -395,7 +395,8 @@ queues:
         (
             "log:\n  level: info\n",
             "log:\n  level: info\nlogging: {}\n",
-            "logging: unknown key; did you mean log? (allowed here: log, sink, http, queues)",
+            "logging: unknown key; did you mean log? (allowed here: log, sink, http, queues, "
+            "recordings)",
         ),
         (
             "      path: /push",
@@ -438,6 +439,24 @@ queues:
             "    source: rocketmq\n    max_deliveries: 17\n",
             "queues[2]: max_deliveries must be at most 16 for a rocketmq queue",
         ),
+        (
+            "log:\n  level: info\n",
+            "log:\n  level: info\nrecordings:\n  store: /var/rec\n",
+            "recordings.store: must start with file:/// or s3://: '/var/rec' (line 4)",
+        ),
+        (
+            "log:\n  level: info\n",
+            "log:\n  level: info\nrecordings:\n  store: file:///r\n"
+            "  allow_hosts: ['http://x.example']\n",
+            "recordings.allow_hosts: not a host name, *.domain pattern or IP address: "
+            "'http://x.example' (line 5)",
+        ),
+        (
+            "log:\n  level: info\n",
+            "log:\n  level: info\nrecordings:\n  store: file:///r\n"
+            "  huawei_privacy: {app_key: k}\n",
+            "recordings.huawei_privacy.app_secret: required key is missing (line 5)",
+        ),
     ],
     ids=[
         "unknown-key",
@@ -466,6 +485,9 @@ queues:
         "rocketmq-tag-spaces",
         "rocketmq-namespace",
         "rocketmq-max-deliveries-over-broker-dlq",
+        "recordings-store-scheme",
+        "recordings-allow-hosts-not-a-host",
+        "recordings-huawei-secret-missing",
     ],
 )
 def test_bad_configuration_names_file_and_key_path(
