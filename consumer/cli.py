@@ -17,6 +17,7 @@ import yaml
 from pydantic import SecretStr
 
 from consumer import __version__
+from consumer.archive.cli import add_recordings
 from consumer.config.load import ConfigErrors, load_config
 from consumer.config.model import Config
 from consumer.errors import ConfigError, InvalidMessage
@@ -130,6 +131,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     add_dead_letters,
     add_run,
     add_demo,
+    add_recordings,
 ]
 
 
