@@ -68,6 +68,8 @@ def masked(config: Config) -> dict[str, Any]:
         {kind: settings for kind, settings in entry.items() if settings is not None}
         for entry in data["sink"]["forward"]
     ]
+    if data.get("recordings") is None:
+        data.pop("recordings", None)  # an optional section left out stays out
     for queue in data["queues"]:
         for section in ("mns", "rocketmq", "http"):
             if queue[section] is None:
