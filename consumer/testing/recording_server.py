@@ -103,6 +103,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
 
+    def handle(self) -> None:
+        # A client that cuts a download (max_bytes) resets the connection: not a server error.
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
     def do_GET(self) -> None:
         state = self.server_state
         path = urlsplit(self.path).path

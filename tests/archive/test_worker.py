@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from consumer.archive.store import PARTIAL_DIR
 from consumer.sinks.sqlite import SqliteSink
@@ -13,7 +13,7 @@ from tests.archive.conftest import archive_all, file_store, ready, settings, sto
 
 
 def _local(uri: str) -> Path:
-    return Path(urlsplit(uri).path)
+    return Path(unquote(urlsplit(uri).path))
 
 
 def test_files_arrive_complete_with_their_checksum(
