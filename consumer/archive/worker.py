@@ -83,36 +83,36 @@ class Archiver:
         connector = aiohttp.TCPConnector(limit=self.config.concurrency * 2)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             last_renew = last_gauge = 0.0
+            changed = True  # rows were taken or finished: the pending gauge is stale
             try:
                 while not self._stop.is_set():
                     now = self.clock()
-                    free = self.config.concurrency - len(self._tasks)
-                    if free > 0:
-                        for row in (
-                            await self._db(
-                                self.table.claim, self.owner, now, self.lease_seconds, free
-                            )
-                            or []
-                        ):
-                            self._tasks[row.id] = asyncio.create_task(self._archive(session, row))
+                    changed |= await self._claim(session, now)
                     if self._tasks and now - last_renew >= self.lease_seconds / 3:
                         last_renew = now
-                        await self._db(
-                            self.table.renew,
-                            self.owner,
-                            list(self._tasks),
-                            now + self.lease_seconds,
-                        )
-                    if now - last_gauge >= GAUGE_SECONDS and self.metrics is not None:
-                        last_gauge = now
+                        ids = list(self._tasks)
+                        await self._db(self.table.renew, self.owner, ids, now + self.lease_seconds)
+                    if self.metrics is not None and (changed or now - last_gauge >= GAUGE_SECONDS):
+                        last_gauge, changed = now, False
                         counts = await self._db(self.table.pending_counts)
                         if counts is not None:
                             self.metrics.set_pending(counts, self.providers)
-                    await self._wait()
+                    changed |= await self._wait()
             finally:
                 await self._abandon()
 
-    async def _wait(self) -> None:
+    async def _claim(self, session: aiohttp.ClientSession, now: float) -> bool:
+        """Lease what is due, up to the free download slots; whether anything was taken."""
+        free = self.config.concurrency - len(self._tasks)
+        if free <= 0:
+            return False
+        claimed = await self._db(self.table.claim, self.owner, now, self.lease_seconds, free)
+        for row in claimed or []:
+            self._tasks[row.id] = asyncio.create_task(self._archive(session, row))
+        return bool(claimed)
+
+    async def _wait(self) -> bool:
+        """Until a download ends, `stop()`, or the poll interval; whether a download ended."""
         stop = asyncio.ensure_future(self._stop.wait())
         try:
             await asyncio.wait(
@@ -122,9 +122,12 @@ class Archiver:
             )
         finally:
             stop.cancel()
+        ended = False
         for row_id, task in list(self._tasks.items()):
             if task.done():
                 del self._tasks[row_id]
+                ended = True
+        return ended
 
     async def _abandon(self) -> None:
         """On stop: cancel the downloads and give their rows back for the next start."""

@@ -189,6 +189,10 @@ def test_the_daemon_archives_every_recording_once_and_refuses_what_it_must(
         push(port, "/push/record", record_report("plain", plain + "?Signature=two"))
         push(port, "/push/privacy", privacy_fee("s1@x", "obs.example.com", "s1.wav"))
         wait_until(lambda: len(rows(tmp_path)) == 8 and pending(tmp_path) == 0, 60, "archiving")
+        gauges = [("consumer_recordings_pending", p, "") for p in ("aliyun_vms", "huawei_privacy")]
+        wait_until(
+            lambda: [metrics(port).get(gauge) for gauge in gauges] == [0, 0], 30, "gauges at 0"
+        )
         scraped = metrics(port)
         assert daemon.stop() == 0
     # Then each recording has one row with the status it deserves
