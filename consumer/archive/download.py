@@ -98,7 +98,7 @@ async def download(
                     into.write(chunk)
                 if length is not None and size != length:
                     raise DownloadError(DownloadError.ERROR, f"got {size} of {length} bytes", 200)
-                content_type = response.headers.get("Content-Type")
+                content_type = (response.headers.get("Content-Type") or "")[:200] or None
                 return Downloaded(size, digest.hexdigest(), content_type, url.split("?", 1)[0])
         except aiohttp.ClientError as exc:
             raise DownloadError(DownloadError.ERROR, f"{type(exc).__name__}: {exc}") from exc

@@ -43,6 +43,12 @@ log = structlog.get_logger("consumer.archive")
 LEASE_SECONDS = 10.0
 POLL_SECONDS = 1.0
 GAUGE_SECONDS = 5.0
+CONNECT_SECONDS = 30.0
+READ_SECONDS = 60.0
+"""A server silent this long fails the attempt (it is retried)."""
+DOWNLOAD_SECONDS = 1800.0
+"""No single download holds a slot longer (a 200 MB file at 120 kB/s): a trickling server is not
+allowed to keep a download slot forever."""
 _URL_CHARS = 200
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -79,7 +85,9 @@ class Archiver:
 
     async def run(self) -> None:
         """Archive until `stop()`; database and network failures never end the loop."""
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
+        timeout = aiohttp.ClientTimeout(
+            total=DOWNLOAD_SECONDS, sock_connect=CONNECT_SECONDS, sock_read=READ_SECONDS
+        )
         connector = aiohttp.TCPConnector(limit=self.config.concurrency * 2)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             last_renew = last_gauge = 0.0

@@ -2,7 +2,8 @@
 
 - A pull worker runs one consume loop (`pipeline.loop.Worker`) on one MNS or RocketMQ queue.
 - The listener runs the shared aiohttp server: every `source: http` queue, `/metrics` (all
-  processes' metrics), `/healthz`, `/readyz`, and the forward runner of `sink.forward`.
+  processes' metrics), `/healthz`, `/readyz`, the forward runner of `sink.forward`, and the
+  recording archiver of `recordings:`.
 
 The listener is a process of its own rather than a thread of the supervisor: the supervisor then
 runs no SDK, no asyncio and (after the start-up migration) no sink, so nothing a queue does can
@@ -35,7 +36,6 @@ from typing import Any
 
 import structlog
 
-from consumer.archive.worker import open_archiver, run_archiver
 from consumer.config.model import Config, QueueConfig
 from consumer.errors import ConfigError, TransientError
 from consumer.logs import configure_from
@@ -263,6 +263,7 @@ def _close_quietly(source: Source, timeout: float) -> None:
 
 async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: float) -> int:
     # aiohttp is the listener's alone: pull workers never import it.
+    from consumer.archive.worker import open_archiver, run_archiver  # noqa: PLC0415
     from consumer.sources.http import PushEndpoint, PushServer  # noqa: PLC0415
     from consumer.sources.http_auth import NonceCache  # noqa: PLC0415
 
