@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import pytest
+
 from consumer.archive.store import PARTIAL_DIR
+from consumer.archive.worker import Archiver
+from consumer.sinks.recordings import RecordingTable
 from consumer.sinks.sqlite import SqliteSink
 from consumer.testing.recording_server import File, RecordingServer, sha256
 from tests.archive.conftest import archive_all, file_store, ready, settings, store_events
@@ -57,17 +62,18 @@ def test_a_link_failing_twice_is_archived_on_the_third_attempt(
     assert (row.status, row.attempts, files.hits["/flaky.mp3"]) == ("archived", 3, 3)
 
 
-def test_a_404_after_an_earlier_failure_is_expired(
-    files: RecordingServer, sink: SqliteSink, tmp_path: Path
+@pytest.mark.parametrize("status", [403, 404, 410])
+def test_a_gone_answer_after_an_earlier_failure_is_expired(
+    files: RecordingServer, sink: SqliteSink, tmp_path: Path, status: int
 ) -> None:
-    # Given a link that answers 404
-    url = files.add("/gone.mp3", File(status=404))
+    # Given a link that answers 403, 404 or 410
+    url = files.add("/gone.mp3", File(status=status))
     store_events(sink, [ready("c1", url)])
     # When the archiver runs
     (row,) = archive_all(sink, settings((tmp_path / "r").as_uri()), file_store(tmp_path / "r"))
-    # Then the second 404 ends it expired, with the reason
-    assert (row.status, row.attempts, row.last_http_status) == ("expired", 2, 404)
-    assert row.last_error == "HTTP 404"
+    # Then the second such answer ends it expired, with the reason
+    assert (row.status, row.attempts, row.last_http_status) == ("expired", 2, status)
+    assert row.last_error == f"HTTP {status}"
 
 
 def test_a_server_error_past_the_budget_is_failed(
@@ -139,3 +145,33 @@ def test_a_slow_file_does_not_hold_up_the_others(
         for r in rows
         if r is not slow_row
     )
+
+
+def test_two_archivers_never_download_the_same_recording(
+    files: RecordingServer, sink: SqliteSink, tmp_path: Path
+) -> None:
+    # Given a download (about 1 s) longer than the archivers' lease (0.6 s)
+    url = files.add("/long.mp3", File(size=20 * 65536, chunk_delay=0.05))
+    store_events(sink, [ready("c1", url)])
+    root = tmp_path / "r"
+    config, store, table = settings(root.as_uri()), file_store(root), RecordingTable(sink)
+
+    async def main() -> None:
+        archivers = [
+            Archiver(config, table, store, lease_seconds=0.6, poll_seconds=0.05) for _ in range(2)
+        ]
+        tasks = [asyncio.create_task(archiver.run()) for archiver in archivers]
+        try:
+            async with asyncio.timeout(30):
+                while await asyncio.to_thread(table.rows, "pending"):
+                    await asyncio.sleep(0.05)
+        finally:
+            for archiver in archivers:
+                archiver.stop()
+            await asyncio.gather(*tasks)
+
+    # When both run on the same table
+    asyncio.run(main())
+    # Then the holder renewed its lease: one attempt, one request, archived
+    (row,) = table.rows()
+    assert (row.status, row.attempts, files.hits["/long.mp3"]) == ("archived", 1, 1)
