@@ -1,4 +1,4 @@
-"""The recording archive (interfaces.md §6): every recording the events name, copied into
+"""The recording archive (`recordings:`): every recording the events name, copied into
 storage the operator owns before its link expires.
 
 - `extract`: which events name a recording, and the key that makes it one row however often.

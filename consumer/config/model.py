@@ -355,7 +355,7 @@ class QueueConfig(Strict):
         return self
 
 
-# -- recordings: the recording archive (interfaces.md §6) ---------------------------------------
+# -- recordings: the recording archive (README "Recording archive") -----------------------------
 
 DEFAULT_RECORDING_HOSTS = (
     "*.aliyuncs.com",

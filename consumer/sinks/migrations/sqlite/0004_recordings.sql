@@ -1,5 +1,5 @@
--- The recording archive (interfaces.md §6): one row per recording of a call, written in the
--- transaction of the event that names it; `source_key` is the dedupe key (a digest of provider,
+-- The recording archive (README "Recording archive"): one row per recording of a call, written
+-- in the transaction of the event that names it; `source_key` is the dedupe key (a digest of provider,
 -- call id and the link without its query, or of the Huawei recordObjectName). Lease and retry
 -- times are epoch seconds, as in forward_state.
 
