@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import boto3
 import pytest
+from moto.server import ThreadedMotoServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.archive.store import PARTIAL_DIR
@@ -286,3 +288,54 @@ def test_sigkill_mid_downloads_then_restart_archives_each_recording_exactly_once
         data = local(row["archive_uri"]).read_bytes()
         path = urlsplit(urls[row["call_id"]]).path
         assert hashlib.sha256(data).hexdigest() == sha256(path, size) == row["sha256"]
+
+
+def test_the_daemon_archives_into_an_s3_bucket(
+    tmp_path: Path, files: RecordingServer, daemons: list[Daemon]
+) -> None:
+    # Given an S3-protocol peer (moto's server) with a bucket, and two recordings
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    s3.start()
+    try:
+        host, s3_port = s3.get_host_and_port()
+        endpoint = f"http://{host}:{s3_port}"
+        client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="ak",
+            aws_secret_access_key="sk",
+        )
+        client.create_bucket(Bucket="daemon-archive")
+        sizes = {"s1": 300_000, "s2": 7 * 1024 * 1024}
+        urls = {call: files.add(f"/s3/{call}.mp3", File(size=size)) for call, size in sizes.items()}
+        port = free_port()
+        config = write_config(tmp_path, port, "http://127.0.0.1:9", max_bytes=10_000_000)
+        text = config.read_text().replace(
+            f"  store: {(tmp_path / 'archive').as_uri()}\n",
+            "  store: s3://daemon-archive/calls\n"
+            f"  s3: {{endpoint: {endpoint}, region: us-east-1, addressing_style: path,"
+            " access_key_id: ak, secret_access_key: sk-secret-value}\n",
+        )
+        config.write_text(text)
+        daemon = Daemon(config, tmp_path)
+        daemons.append(daemon)
+        daemon.wait_ready()
+        # When the events naming them are pushed
+        for call, url in urls.items():
+            push(port, "/push/record", record_report(call, url))
+        wait_until(lambda: len(rows(tmp_path)) == 2 and pending(tmp_path) == 0, 60, "archiving")
+        assert daemon.stop() == 0
+        # Then both objects are in the bucket under their keys, complete
+        for row in rows(tmp_path):
+            assert row["status"] == "archived"
+            assert row["archive_uri"].startswith("s3://daemon-archive/calls/aliyun_vms/")
+            key = row["archive_uri"].removeprefix("s3://daemon-archive/")
+            data = client.get_object(Bucket="daemon-archive", Key=key)["Body"].read()
+            call = row["call_id"]
+            expected = sha256(f"/s3/{call}.mp3", sizes[call])
+            assert hashlib.sha256(data).hexdigest() == expected == row["sha256"]
+        # And the secret key never reached the log
+        assert "sk-secret-value" not in daemon.log_path.read_text()
+    finally:
+        s3.stop()
