@@ -2,6 +2,8 @@
 `allow_hosts` before it is contacted), cut at `max_bytes`, hashed on the way.
 
 The file is written chunk by chunk (64 KiB), so memory stays flat whatever the file's size.
+The writes happen on the event loop: a 64 KiB write into the page cache costs microseconds, and
+the slow part, the fsync, runs in a thread when the store commits the file.
 """
 
 from __future__ import annotations

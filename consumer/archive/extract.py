@@ -34,7 +34,12 @@ class Wanted:
 
     @property
     def kind(self) -> str:
-        return LINK if self.source.startswith(("http://", "https://")) else HUAWEI_OBJECT
+        return source_kind(self.source)
+
+
+def source_kind(source: str) -> str:
+    """`LINK` or `HUAWEI_OBJECT`, from a `recordings.source`."""
+    return LINK if source.startswith(("http://", "https://")) else HUAWEI_OBJECT
 
 
 def link_key(provider: str, call_id: str | None, link: str) -> str:
@@ -80,4 +85,12 @@ def _is_link(text: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-__all__ = ["HUAWEI_OBJECT", "LINK", "Wanted", "link_key", "object_key", "recordings"]
+__all__ = [
+    "HUAWEI_OBJECT",
+    "LINK",
+    "Wanted",
+    "link_key",
+    "object_key",
+    "recordings",
+    "source_kind",
+]

@@ -30,7 +30,7 @@ import structlog
 
 from consumer.archive import huawei
 from consumer.archive.download import DownloadError, download
-from consumer.archive.extract import HUAWEI_OBJECT, LINK, link_key, object_key
+from consumer.archive.extract import HUAWEI_OBJECT, link_key, object_key, source_kind
 from consumer.archive.hosts import HostPolicy
 from consumer.archive.metrics import ArchiveMetrics
 from consumer.archive.store import Store, extension
@@ -187,7 +187,7 @@ class Archiver:
     async def _fetch_and_store(
         self, session: aiohttp.ClientSession, row: Recording
     ) -> tuple[str, int, str, str | None]:
-        if _kind(row) == HUAWEI_OBJECT:
+        if source_kind(row.source) == HUAWEI_OBJECT:
             app = self.config.huawei_privacy
             if app is None:
                 raise DownloadError(
@@ -297,10 +297,6 @@ async def run_archiver(archiver: Archiver | None, stopping: asyncio.Event) -> No
         with contextlib.suppress(Exception):
             await task
         archiver.table.sink.close()
-
-
-def _kind(row: Recording) -> str:
-    return LINK if row.source.startswith(("http://", "https://")) else HUAWEI_OBJECT
 
 
 def _loggable(source: str) -> str:
