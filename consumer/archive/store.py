@@ -163,7 +163,12 @@ def open_store(config: RecordingsConfig) -> FileStore | S3Store:
             raise ConfigError("recordings.store", f"cannot use {config.store}: {exc}") from exc
         return store
     if parts.scheme == "s3":
-        return S3Store(parts.netloc, unquote(parts.path), config.s3)
+        try:
+            return S3Store(parts.netloc, unquote(parts.path), config.s3)
+        except ImportError as exc:
+            raise ConfigError(
+                "recordings.store", f"s3:// needs boto3: pip install 'consumer[s3]' ({exc})"
+            ) from exc
     raise ConfigError("recordings.store", f"must start with file:/// or s3://: {config.store!r}")
 
 
