@@ -17,6 +17,7 @@ import yaml
 from pydantic import SecretStr
 
 from consumer import __version__
+from consumer.archive.cli import add_recordings
 from consumer.config.load import ConfigErrors, load_config
 from consumer.config.model import Config
 from consumer.errors import ConfigError, InvalidMessage
@@ -67,6 +68,8 @@ def masked(config: Config) -> dict[str, Any]:
         {kind: settings for kind, settings in entry.items() if settings is not None}
         for entry in data["sink"]["forward"]
     ]
+    if data.get("recordings") is None:
+        data.pop("recordings", None)  # an optional section left out stays out
     for queue in data["queues"]:
         for section in ("mns", "rocketmq", "http"):
             if queue[section] is None:
@@ -130,6 +133,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     add_dead_letters,
     add_run,
     add_demo,
+    add_recordings,
 ]
 
 

@@ -2,7 +2,8 @@
 
 - A pull worker runs one consume loop (`pipeline.loop.Worker`) on one MNS or RocketMQ queue.
 - The listener runs the shared aiohttp server: every `source: http` queue, `/metrics` (all
-  processes' metrics), `/healthz`, `/readyz`, and the forward runner of `sink.forward`.
+  processes' metrics), `/healthz`, `/readyz`, the forward runner of `sink.forward`, and the
+  recording archiver of `recordings:`.
 
 The listener is a process of its own rather than a thread of the supervisor: the supervisor then
 runs no SDK, no asyncio and (after the start-up migration) no sink, so nothing a queue does can
@@ -262,6 +263,7 @@ def _close_quietly(source: Source, timeout: float) -> None:
 
 async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: float) -> int:
     # aiohttp is the listener's alone: pull workers never import it.
+    from consumer.archive.worker import open_archiver, run_archiver  # noqa: PLC0415
     from consumer.sources.http import PushEndpoint, PushServer  # noqa: PLC0415
     from consumer.sources.http_auth import NonceCache  # noqa: PLC0415
 
@@ -293,6 +295,7 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
         # /healthz from the first second; pushes get 503 until the database is migrated
         accepting=False,
     )
+    archiving: asyncio.Task[None] | None = None
     try:
         await server.start()
         for delay in _retry_delays():
@@ -312,6 +315,7 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
             metrics.source_up(name, True)
         if runner is not None:
             runner.start()
+        archiving = asyncio.create_task(run_archiver(open_archiver(config), stopping))
         slot.connected(True)
         while not stopping.is_set():
             slot.beat()  # the event loop's own heartbeat: a blocked loop stops beating
@@ -327,6 +331,9 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
         log.info("listener drained")
         return EXIT_OK
     finally:
+        if archiving is not None:
+            stopping.set()
+            await archiving
         if runner is not None:
             await loop.run_in_executor(None, runner.stop, 2.0)
         if outbox is not None:

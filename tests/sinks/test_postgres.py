@@ -178,6 +178,7 @@ def test_url_schema_option_keeps_tables_apart(
         "forward_state",
         "outbox",
         "push_nonces",
+        "recordings",
         "schema_version",
     ]
 
