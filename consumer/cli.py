@@ -22,6 +22,7 @@ from consumer.config.model import Config
 from consumer.errors import ConfigError, InvalidMessage
 from consumer.formats import FORMAT_NAMES, get_format
 from consumer.pipeline.replay import add_dead_letters
+from consumer.reconcile.cli import add_calls, add_reconcile
 from consumer.runtime.cli import add_run
 from consumer.runtime.demo import add_demo
 
@@ -67,6 +68,8 @@ def masked(config: Config) -> dict[str, Any]:
         {kind: settings for kind, settings in entry.items() if settings is not None}
         for entry in data["sink"]["forward"]
     ]
+    if data.get("reconcile") is None:
+        data.pop("reconcile", None)  # optional section: shown only when configured
     for queue in data["queues"]:
         for section in ("mns", "rocketmq", "http"):
             if queue[section] is None:
@@ -130,6 +133,8 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     add_dead_letters,
     add_run,
     add_demo,
+    add_calls,
+    add_reconcile,
 ]
 
 

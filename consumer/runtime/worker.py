@@ -40,6 +40,7 @@ from consumer.errors import ConfigError, TransientError
 from consumer.logs import configure_from
 from consumer.pipeline.handler import Pipeline
 from consumer.pipeline.loop import Worker
+from consumer.reconcile.runner import open_reconciler
 from consumer.runtime.metrics import PrometheusMetrics, aggregated_registry
 from consumer.runtime.spec import (
     EXIT_CONFIG,
@@ -273,6 +274,7 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
     sink = open_sink(config.sink)
     outbox = open_sink(config.sink) if config.sink.forward else None
     runner = open_forward_runner(config.sink, outbox) if outbox is not None else None
+    reconciler = open_reconciler(config)  # calls owed a final record: consumer/reconcile/
     server: PushServer | None = None
     try:
         for delay in _retry_delays():
@@ -308,6 +310,8 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
             metrics.source_up(name, True)
         if runner is not None:
             runner.start()
+        if reconciler is not None:
+            reconciler.start()
         slot.connected(True)
         while not stopping.is_set():
             slot.beat()  # the event loop's own heartbeat: a blocked loop stops beating
@@ -326,6 +330,8 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
     finally:
         if runner is not None:
             await loop.run_in_executor(None, runner.stop, 2.0)
+        if reconciler is not None:
+            await loop.run_in_executor(None, reconciler.close, 5.0)
         if outbox is not None:
             outbox.close()
         sink.close()

@@ -20,6 +20,7 @@ from consumer.model import CallEvent
 from consumer.sinks import migrations
 from consumer.sinks.base import DeadLetter, DeadLetterRow, Sink, StoredEvent
 from consumer.sinks.merge import CallRow, merge_call, shapes_call
+from consumer.sinks.reconcile import mark_final
 
 EVENT_COLUMNS: tuple[str, ...] = (
     "event_id",
@@ -203,6 +204,7 @@ class SqlSink(ABC):
             new = self._insert_events(cur, batch)
             touched = sorted({_call_key(e) for e in new if shapes_call(e)})
             self._recompute_calls(cur, touched, now, new)
+            mark_final(self, cur, new, now)  # calls.state: sinks/reconcile.py
             self._insert_outbox(cur, new, now)
             self._upsert_dead_letters(cur, letters)
 

@@ -395,7 +395,8 @@ queues:
         (
             "log:\n  level: info\n",
             "log:\n  level: info\nlogging: {}\n",
-            "logging: unknown key; did you mean log? (allowed here: log, sink, http, queues)",
+            "logging: unknown key; did you mean log?"
+            " (allowed here: log, sink, http, queues, reconcile)",
         ),
         (
             "      path: /push",

@@ -83,7 +83,8 @@ def test_a_newer_schema_is_refused(make_sink: SinkFactory) -> None:
             (9999, "future", sink._time(datetime.now(UTC))),
         )
     # When this consumer starts, Then it refuses to run on it, naming both versions
-    with pytest.raises(migrations.SchemaTooNew, match=r"9999.*\(1\)"):
+    newest = migrations.load(sink.dialect)[-1].version
+    with pytest.raises(migrations.SchemaTooNew, match=rf"9999.*\({newest}\)"):
         make_sink(migrate=False).migrate()
 
 
