@@ -78,6 +78,7 @@ class IssuedToken:
 class _Knobs:
     token_ttl: float = 3600.0
     answers: list[tuple[int, str, str]] = field(default_factory=list)
+    query_delay: float = 0.0
 
 
 class FakeAlicomServer:
@@ -108,6 +109,8 @@ class FakeAlicomServer:
         self._issued: list[IssuedToken] = []
         self._call_details: dict[tuple[str, int], dict[str, Any]] = {}
         self._jobs: dict[tuple[str, str], dict[str, Any]] = {}
+        self._in_flight: dict[str, int] = {}
+        self._overlaps: list[str] = []
         self._serial = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -176,6 +179,17 @@ class FakeAlicomServer:
         with self._lock:
             self._jobs[(instance_id, str(job["JobId"]))] = dict(job)
 
+    def set_query_delay(self, seconds: float) -> None:
+        """Hold every query answer this long (so that overlapping askers would show)."""
+        with self._lock:
+            self._knobs.query_delay = seconds
+
+    @property
+    def overlaps(self) -> list[str]:
+        """The calls (`CallId`, or `JobId`) asked for again while a query for them was open."""
+        with self._lock:
+            return list(self._overlaps)
+
     def actions(self, action: str) -> list[TokenRequest]:
         """The requests for one `Action`, in arrival order."""
         return [request for request in self.requests if request.action == action]
@@ -238,6 +252,23 @@ class FakeAlicomServer:
         return status, body
 
     def _query(
+        self, key_id: str | None, action: str, query: dict[str, str], request_id: str
+    ) -> tuple[int, dict[str, Any]]:
+        subject = query.get("CallId") or query.get("JobId") or ""
+        with self._lock:
+            if self._in_flight.get(subject):
+                self._overlaps.append(subject)
+            self._in_flight[subject] = self._in_flight.get(subject, 0) + 1
+            delay = self._knobs.query_delay
+        try:
+            if delay:
+                time.sleep(delay)
+            return self._query_answer(key_id, action, query, request_id)
+        finally:
+            with self._lock:
+                self._in_flight[subject] -= 1
+
+    def _query_answer(
         self, key_id: str | None, action: str, query: dict[str, str], request_id: str
     ) -> tuple[int, dict[str, Any]]:
         with self._lock:
