@@ -1,4 +1,4 @@
-"""`consumer calls overdue` and `consumer reconcile` (interfaces.md §1, docs/reconcile.md)."""
+"""`consumer calls overdue` and `consumer reconcile` (docs/reconcile.md)."""
 
 from __future__ import annotations
 
