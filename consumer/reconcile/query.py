@@ -84,19 +84,26 @@ def sdk_endpoint(url: str) -> tuple[str, str]:
 class RateLimiter:
     """At most `per_second` calls per second, spaced evenly (Aliyun's per-account QPS limits)."""
 
-    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        per_second: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.interval = 1.0 / per_second
         self._clock = clock
+        self._sleep = sleep
         self._next = 0.0
         self._lock = threading.Lock()
 
     def wait(self) -> None:
+        """Return when this caller's slot has come (slots are handed out in call order)."""
         with self._lock:
             now = self._clock()
             start = max(now, self._next)
             self._next = start + self.interval
         if start > now:
-            time.sleep(start - now)
+            self._sleep(start - now)
 
 
 _limiters: dict[tuple[str, str], RateLimiter] = {}
