@@ -2,8 +2,9 @@
 
 One pass, under the `reconcile_state` lease (one reconciler per database at a time, renewed
 before each query so that a pass longer than the lease never overlaps another daemon's):
-1. per provider, open calls whose last event is older than the provider's deadline become
-   `overdue`, and overdue calls older than `give_up_after` become `lost` (logged, counted);
+1. per provider, overdue calls (of an earlier pass) older than `give_up_after` become `lost`
+   (logged, counted), and open calls whose last event is older than the provider's deadline
+   become `overdue`;
 2. each overdue call of a provider with a configured query API is asked for; what comes back is
    stored as an ordinary `call.record` through the sink's store transaction (the calls merge,
    the outbox, `state = final`), so nothing downstream can tell it from a push.
@@ -123,11 +124,13 @@ class Reconciler:
 
     def _move_states(self, provider: Provider) -> None:
         now = datetime.fromtimestamp(self.clock(), UTC)
+        # Lost first: only calls overdue since an earlier pass, so that each overdue call is
+        # asked for at least once (a daemon that was down past give_up_after still asks).
+        lost = self.states.mark_lost(provider.value, now - self.config.give_up_after)
         deadline = getattr(self.config.deadlines, provider.value)
         overdue = self.states.mark_overdue(provider.value, now - deadline)
         if overdue:
             log.info("calls overdue", provider=provider.value, calls=overdue)
-        lost = self.states.mark_lost(provider.value, now - self.config.give_up_after)
         if lost:
             self.metrics.calls_lost(provider.value, len(lost))
             log.warning(

@@ -143,10 +143,11 @@ def metric_lines(port: int, prefix: str) -> set[str]:
 def test_the_daemon_fetches_what_is_owed_and_gives_up_on_the_unknown(
     tmp_path: Path, peer: FakeAlicomServer, start: Callable[[Path, Path], Daemon]
 ) -> None:
-    now = datetime.now(UTC).replace(microsecond=0)
     db = tmp_path / "events.db"
     port = free_port()
-    path = config(tmp_path / "consumer.yaml", f"sqlite:///{db}", port, peer, give_up="6s")
+    path = config(tmp_path / "consumer.yaml", f"sqlite:///{db}", port, peer, give_up="10s")
+    daemon = start(path, tmp_path)
+    now = datetime.now(UTC).replace(microsecond=0)
     # Given the provider knows the record of one VMS call and the task of one bot call
     peer.add_call_detail("vms-owed", VOICE_NOTICE, detail("vms-owed", now))
     peer.add_job(
@@ -167,7 +168,6 @@ def test_the_daemon_fetches_what_is_owed_and_gives_up_on_the_unknown(
             ],
         },
     )
-    daemon = start(path, tmp_path)
     # When a VMS call rings but its VoiceReport never comes, another the provider never knows
     # rings, a third has its VoiceReport pushed, and a bot call is dialled without its end
     post(port, "/vms/calls", ringing("vms-owed", now))
@@ -199,14 +199,17 @@ def test_the_daemon_fetches_what_is_owed_and_gives_up_on_the_unknown(
     )
     # Then after their deadline the owed calls are fetched: final with the provider's outcome,
     # times (Asia/Shanghai to UTC) and duration
-    wait_until(
-        lambda: (
-            states(db).get("vms-owed", ("",))[0] == "final"
-            and states(db).get("bot-owed", ("",))[0] == "final"
-        ),
-        60,
-        "the owed calls to become final",
-    )
+    try:
+        wait_until(
+            lambda: (
+                states(db).get("vms-owed", ("",))[0] == "final"
+                and states(db).get("bot-owed", ("",))[0] == "final"
+            ),
+            60,
+            "the owed calls to become final",
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; {states(db)}; log:\n{daemon.log_text()}") from None
     found = states(db)
     ended = (now + timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%S")
     assert found["vms-owed"][:3] == ("final", "busy", 0)

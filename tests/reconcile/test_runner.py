@@ -300,3 +300,20 @@ def test_one_reconciler_at_a_time(
     first.states.release("reconciler", first.owner, clock())
     assert second.run_pass() == []
     other_sink.close()
+
+
+def test_a_call_found_past_give_up_after_is_asked_once_before_it_is_lost(
+    sink: SqlSink, peer: FakeAlicomServer, registry: CollectorRegistry
+) -> None:
+    # Given a call silent for longer than give_up_after already (the daemon was down)
+    push(sink, intermediate("aliyun_vms", "vms-late"))
+    clock = Clock(RINGING + timedelta(hours=100))
+    query = VmsCallDetail(vms_config(peer, prod_ids=[VOICE_NOTICE]))
+    worker = reconciler(sink, {Provider.ALIYUN_VMS: query}, clock, registry)
+    # When the first pass runs, Then it is overdue and asked for
+    [answer] = worker.run_pass() or []
+    assert (answer.call.call_id, answer.result) == ("vms-late", "not_found")
+    assert state(sink, "aliyun_vms", "vms-late") == "overdue"
+    # And the next pass gives it up
+    assert worker.run_pass() == []
+    assert state(sink, "aliyun_vms", "vms-late") == "lost"
