@@ -29,34 +29,44 @@ _CHUNK = 200
 
 
 def mark_final(sink: SqlSink, cur: Cursor, new: Sequence[CallEvent], now: datetime) -> None:
-    """Move the states of the calls that `new` (the events just inserted) touched."""
+    """Move the states of the calls that `new` (the events just inserted) touched.
+
+    One statement per provider and chunk: the calls with a new final record become `final`,
+    the others, if `overdue`, `open` again; rows in any other state are not written at all.
+    """
     final: dict[str, set[str]] = {}
-    other: dict[str, set[str]] = {}
+    touched: dict[str, set[str]] = {}
     for event in new:
         if event.call_id is None:
             continue
-        target = final if is_final(event) else other
-        target.setdefault(event.provider.value, set()).add(event.call_id)
-    for provider, ids in other.items():
-        for chunk in _chunks(sorted(ids - final.get(provider, set()))):
-            marks = ",".join("?" * len(chunk))
-            cur.execute(
-                sink._sql(
-                    f"UPDATE calls SET state = '{State.OPEN}' WHERE state = '{State.OVERDUE}'"
-                    f" AND provider = ? AND call_id IN ({marks})"
-                ),
-                [provider, *chunk],
-            )
+        touched.setdefault(event.provider.value, set()).add(event.call_id)
+        if is_final(event):
+            final.setdefault(event.provider.value, set()).add(event.call_id)
     stamp = sink._time(now)
-    for provider, ids in final.items():
+    for provider, ids in touched.items():
+        closed = final.get(provider, set())
         for chunk in _chunks(sorted(ids)):
             marks = ",".join("?" * len(chunk))
+            finals = [call_id for call_id in chunk if call_id in closed]
+            if not finals:
+                cur.execute(
+                    sink._sql(
+                        f"UPDATE calls SET state = '{State.OPEN}' WHERE provider = ?"
+                        f" AND call_id IN ({marks}) AND state = '{State.OVERDUE}'"
+                    ),
+                    [provider, *chunk],
+                )
+                continue
+            is_closed = f"call_id IN ({','.join('?' * len(finals))})"
             cur.execute(
                 sink._sql(
-                    f"UPDATE calls SET state = '{State.FINAL}', final_at = ?"
-                    f" WHERE state <> '{State.FINAL}' AND provider = ? AND call_id IN ({marks})"
+                    f"UPDATE calls SET"
+                    f" state = CASE WHEN {is_closed} THEN '{State.FINAL}' ELSE '{State.OPEN}' END,"
+                    f" final_at = CASE WHEN {is_closed} THEN ? ELSE final_at END"
+                    f" WHERE provider = ? AND call_id IN ({marks}) AND (state = '{State.OVERDUE}'"
+                    f" OR ({is_closed} AND state <> '{State.FINAL}'))"
                 ),
-                [stamp, provider, *chunk],
+                [*finals, *finals, stamp, provider, *chunk, *finals],
             )
 
 

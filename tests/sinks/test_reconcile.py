@@ -128,3 +128,21 @@ def test_the_migration_backfills_calls_that_have_their_final_record(
     # Then the call with its fee record is final and the other open
     assert state(sink, "huawei_voice", "h1")[0] == "final"
     assert state(sink, "huawei_voice", "h2") == ("open", None)
+
+
+def test_one_batch_closes_one_call_and_reopens_another(make_sink: SinkFactory) -> None:
+    sink = make_sink()
+    states = CallStates(sink)
+    # Given two overdue calls of one provider
+    sink.store(stored([event("call.ringing", "moor7", c, 0) for c in ("a", "b")]), [])
+    assert states.mark_overdue("moor7", at(10)) == 2
+    # When one batch brings a newer intermediate event of one and the final record of the other
+    sink.store(
+        stored([event("call.answered", "moor7", "a", 20), event("call.record", "moor7", "b", 30)]),
+        [],
+    )
+    # Then the first is open again and the second final, with the time it became so
+    assert state(sink, "moor7", "a") == ("open", None)
+    value, final_at = state(sink, "moor7", "b")
+    assert value == "final"
+    assert final_at is not None
