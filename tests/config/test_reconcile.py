@@ -124,3 +124,26 @@ def test_check_leaves_out_an_absent_section(
 ) -> None:
     assert main(["check", "-c", str(write(tmp_path, ""))]) == 0
     assert "reconcile" not in capsys.readouterr().out
+
+
+def test_a_conf_d_layout_holds_the_section_in_its_shared_file(tmp_path: Path) -> None:
+    # Given a conf.d directory whose consumer.yaml has the reconcile section
+    (tmp_path / "queues.d").mkdir()
+    (tmp_path / "queues.d" / "huawei.yaml").write_text(
+        "name: huawei\nsource: http\nformat: huawei.voice_call\nhttp: {path: /h}\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "consumer.yaml").write_text(
+        "reconcile: {every: 2m, deadlines: {moor7: 1h}}\n", encoding="utf-8"
+    )
+    # When loaded, Then the section is read with its defaults filled in
+    settings = load_config(tmp_path, env={}).reconcile
+    assert settings is not None
+    assert (settings.every, settings.deadlines.moor7) == (timedelta(minutes=2), timedelta(hours=1))
+    assert settings.deadlines.aliyun_vms == timedelta(minutes=15)
+    # And an error in it names the shared file and the key path
+    (tmp_path / "consumer.yaml").write_text("reconcile: {every: soon}\n", encoding="utf-8")
+    with pytest.raises(ConfigErrors) as caught:
+        load_config(tmp_path, env={})
+    [error] = caught.value.errors
+    assert error.location.startswith(f"{tmp_path / 'consumer.yaml'}: reconcile.every")
