@@ -209,3 +209,38 @@ def test_unknown_action_is_refused(servers: tuple[FakeAlicomServer, FakeMnsServe
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=5)
     assert caught.value.code == 400
+
+
+def test_call_details_answer_only_inside_the_24_hours_after_query_date() -> None:
+    from alibabacloud_dyvmsapi20170525 import models as vms_models
+    from alibabacloud_dyvmsapi20170525.client import Client as VmsClient
+
+    # Given a call detail created at 2024-05-01 10:00:00 in Shanghai (02:00 UTC)
+    with FakeAlicomServer(accounts={"LTAIcustomer": "secret"}) as alicom:
+        alicom.add_call_detail("c1", 11000000300006, {"gmtCreate": "2024-05-01 10:00:00"})
+        vms = VmsClient(
+            Config(
+                access_key_id="LTAIcustomer",
+                access_key_secret="secret",
+                endpoint=alicom.endpoint.removeprefix("http://"),
+                protocol="http",
+            )
+        )
+
+        def data(prod_id: int, query_date: datetime) -> str | None:
+            request = vms_models.QueryCallDetailByCallIdRequest(
+                call_id="c1", prod_id=prod_id, query_date=int(query_date.timestamp() * 1000)
+            )
+            body = vms.query_call_detail_by_call_id(request).body
+            assert body.code == "OK"
+            return body.data
+
+        # When the real SDK asks with QueryDate midnight of that day in Shanghai, Then Data comes
+        midnight = datetime(2024, 4, 30, 16, tzinfo=UTC)
+        assert json.loads(data(11000000300006, midnight) or "{}") == {
+            "gmtCreate": "2024-05-01 10:00:00"
+        }
+        # And a QueryDate after the call, a day too early, or another product get no Data
+        assert data(11000000300006, datetime(2024, 5, 1, 3, tzinfo=UTC)) is None
+        assert data(11000000300006, datetime(2024, 4, 29, 16, tzinfo=UTC)) is None
+        assert data(11010000138001, midnight) is None
