@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from consumer.config.model import ReconcileConfig
+from consumer.formats import aliyun_voice_report
 from consumer.model import CallEvent, Normalized, Provider, event_id
 from consumer.reconcile.aliyun_outbound_bot import OutboundBotJob
 from consumer.reconcile.aliyun_vms import VmsCallDetail
@@ -18,6 +19,7 @@ from consumer.reconcile.metrics import ReconcileMetrics
 from consumer.reconcile.query import Query
 from consumer.reconcile.runner import Reconciler
 from consumer.sinks.base import StoredEvent
+from consumer.sinks.reconcile import CallStates
 from consumer.sinks.sql import SqlSink
 from consumer.sinks.sqlite import SqliteSink
 from consumer.testing.fake_alicom import DESCRIBE_JOB, QUERY_CALL_DETAIL, FakeAlicomServer
@@ -105,15 +107,8 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | Non
     return registry.get_sample_value(name, labels)
 
 
-def state(sink: SqlSink, provider: str, call_id: str) -> str:
-    row = call_row(sink, provider, call_id)
-    assert row is not None
-    with sink._read() as cur:
-        cur.execute(
-            sink._sql("SELECT state FROM calls WHERE provider = ? AND call_id = ?"),
-            (provider, call_id),
-        )
-        return str(cur.fetchall()[0][0])
+def state(sink: SqlSink, provider: str, call_id: str) -> str | None:
+    return CallStates(sink).state(provider, call_id)
 
 
 def test_an_overdue_call_is_asked_for_and_becomes_final(
@@ -157,8 +152,6 @@ def test_an_overdue_call_is_asked_for_and_becomes_final(
 def test_a_late_push_of_the_record_changes_nothing(
     sink: SqlSink, peer: FakeAlicomServer, registry: CollectorRegistry
 ) -> None:
-    from consumer.formats import aliyun_voice_report
-
     # Given a call whose record the reconciler fetched
     push(sink, intermediate("aliyun_vms", "vms-2"))
     peer.add_call_detail("vms-2", VOICE_NOTICE, call_detail("vms-2"))
