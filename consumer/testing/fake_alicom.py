@@ -82,11 +82,12 @@ class _Knobs:
 
 
 class FakeAlicomServer:
-    """Dybaseapi on 127.0.0.1; the `auth.token_endpoint` is `endpoint`.
+    """The POP endpoint on 127.0.0.1: `auth.token_endpoint`, and the `endpoint` of the
+    `reconcile.aliyun_vms` and `reconcile.aliyun_outbound_bot` query clients.
 
-    `accounts` maps the customer's AccessKeyId to its secret (the secret is not checked);
-    unknown ids get 403 InvalidAccessKeyId.NotFound. `clock` is epoch seconds and should be
-    the `FakeMnsServer`'s clock, so tokens expire for both at the same instant.
+    `accounts` maps the customer's AccessKeyId to its secret, which every request's signature
+    must match; unknown ids get 403 InvalidAccessKeyId.NotFound. `clock` is epoch seconds and
+    should be the `FakeMnsServer`'s clock, so tokens expire for both at the same instant.
     """
 
     def __init__(
