@@ -23,6 +23,7 @@ from consumer.config.model import Config
 from consumer.errors import ConfigError, InvalidMessage
 from consumer.formats import FORMAT_NAMES, get_format
 from consumer.pipeline.replay import add_dead_letters
+from consumer.reconcile.cli import add_calls, add_reconcile
 from consumer.runtime.cli import add_run
 from consumer.runtime.demo import add_demo
 
@@ -70,6 +71,8 @@ def masked(config: Config) -> dict[str, Any]:
     ]
     if data.get("recordings") is None:
         data.pop("recordings", None)  # an optional section left out stays out
+    if data.get("reconcile") is None:
+        data.pop("reconcile", None)  # optional section: shown only when configured
     for queue in data["queues"]:
         for section in ("mns", "rocketmq", "http"):
             if queue[section] is None:
@@ -134,6 +137,8 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     add_run,
     add_demo,
     add_recordings,
+    add_calls,
+    add_reconcile,
 ]
 
 

@@ -460,12 +460,75 @@ class RecordingsConfig(Strict):
         return self
 
 
+# -- reconcile: calls owed a final record (docs/reconcile.md) --------------------------------
+
+_ENDPOINT = r"^https?://[^/\s?#]+/?$"
+VMS_PROD_IDS = (11000000300006, 11010000138001, 11000000300005, 11000000300009, 11030000180001)
+"""QueryCallDetailByCallId's documented ProdId values, in the order the reconciler tries them."""
+
+
+class ReconcileDeadlines(Strict):
+    """After a call's last event, per provider: each provider's own re-push budget."""
+
+    aliyun_vms: Duration = timedelta(minutes=15)
+    aliyun_outbound_bot: Duration = timedelta(minutes=30)
+    huawei_voice: Duration = timedelta(hours=7)
+    huawei_privacy: Duration = timedelta(hours=11)
+    moor7: Duration = timedelta(minutes=30)
+
+
+class AliyunVmsQuery(Strict):
+    access_key_id: str
+    access_key_secret: SecretStr
+    endpoint: str = Field(
+        default="https://dyvmsapi.aliyuncs.com",
+        pattern=_ENDPOINT,
+        description="a URL http(s)://host[:port] without a path",
+    )
+    prod_ids: list[int] = Field(default=list(VMS_PROD_IDS), min_length=1)
+    max_qps: int = Field(default=100, ge=1, le=100)
+
+
+class AliyunOutboundBotQuery(Strict):
+    access_key_id: str
+    access_key_secret: SecretStr
+    region: str = Field(default="cn-shanghai", pattern=r"^[a-z0-9-]+$")
+    endpoint: str | None = Field(
+        default=None, pattern=_ENDPOINT, description="a URL http(s)://host[:port] without a path"
+    )
+
+    @property
+    def url(self) -> str:
+        return self.endpoint or f"https://outboundbot.{self.region}.aliyuncs.com"
+
+
+class ReconcileConfig(Strict):
+    every: Duration = timedelta(minutes=1)
+    give_up_after: Duration = timedelta(hours=72)
+    deadlines: ReconcileDeadlines = ReconcileDeadlines()
+    aliyun_vms: AliyunVmsQuery | None = None
+    aliyun_outbound_bot: AliyunOutboundBotQuery | None = None
+
+    @model_validator(mode="after")
+    def _give_up_after_the_deadlines(self) -> ReconcileConfig:
+        if self.every <= timedelta(0):
+            raise ValueError("every must be longer than 0s")
+        longest = max(getattr(self.deadlines, name) for name in ReconcileDeadlines.model_fields)
+        if self.give_up_after <= longest:
+            raise ValueError(
+                f"give_up_after ({self.give_up_after}) must be longer than every deadline "
+                f"(the longest is {longest})"
+            )
+        return self
+
+
 class Config(Strict):
     log: LogConfig = LogConfig()
     sink: SinkConfig = SinkConfig()
     http: HttpConfig = HttpConfig()
     queues: list[QueueConfig] = Field(min_length=1)
     recordings: RecordingsConfig | None = None
+    reconcile: ReconcileConfig | None = None
 
     # Values resolved from ${...} inside secret fields, set by the loader (see `secrets`).
     _referenced_secrets: frozenset[str] = PrivateAttr(default=frozenset())

@@ -41,6 +41,7 @@ from consumer.errors import ConfigError, TransientError
 from consumer.logs import configure_from
 from consumer.pipeline.handler import Pipeline
 from consumer.pipeline.loop import Worker
+from consumer.reconcile.runner import open_reconciler
 from consumer.runtime.metrics import PrometheusMetrics, aggregated_registry
 from consumer.runtime.spec import (
     EXIT_CONFIG,
@@ -296,6 +297,7 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
         accepting=False,
     )
     archiving: asyncio.Task[None] | None = None
+    reconciler = open_reconciler(config)  # calls owed a final record: consumer/reconcile/
     try:
         await server.start()
         for delay in _retry_delays():
@@ -316,6 +318,8 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
         if runner is not None:
             runner.start()
         archiving = asyncio.create_task(run_archiver(open_archiver(config), stopping))
+        if reconciler is not None:
+            reconciler.start()
         slot.connected(True)
         while not stopping.is_set():
             slot.beat()  # the event loop's own heartbeat: a blocked loop stops beating
@@ -336,6 +340,8 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
             await archiving
         if runner is not None:
             await loop.run_in_executor(None, runner.stop, 2.0)
+        if reconciler is not None:
+            await loop.run_in_executor(None, reconciler.close, 5.0)
         if outbox is not None:
             outbox.close()
         sink.close()

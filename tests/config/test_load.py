@@ -396,7 +396,7 @@ queues:
             "log:\n  level: info\n",
             "log:\n  level: info\nlogging: {}\n",
             "logging: unknown key; did you mean log? (allowed here: log, sink, http, queues, "
-            "recordings)",
+            "recordings, reconcile)",
         ),
         (
             "      path: /push",

@@ -54,6 +54,7 @@ def test_both_dialects_create_the_same_tables_and_columns() -> None:
         "forward_state",
         "push_nonces",
         "recordings",
+        "reconcile_state",
     }
 
 

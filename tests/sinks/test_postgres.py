@@ -179,6 +179,7 @@ def test_url_schema_option_keeps_tables_apart(
         "outbox",
         "push_nonces",
         "recordings",
+        "reconcile_state",
         "schema_version",
     ]
 
