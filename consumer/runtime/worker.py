@@ -150,7 +150,10 @@ def main(spec: WorkerSpec, config: Config, array: Any, drain_seconds: float) -> 
     _die_with_parent()
     slot = Slot(array, spec.slot)
     configure_from(config)
+    # Every line of the process names it; a pull worker's lines also name its one queue.
     structlog.contextvars.bind_contextvars(worker=spec.name)
+    if spec.queue is not None:
+        structlog.contextvars.bind_contextvars(queue=spec.queue)
     deadline = max(drain_seconds - DRAIN_MARGIN, 0.5)
     try:
         if spec.kind == "listener":
