@@ -192,6 +192,7 @@ def _run_pull(spec: WorkerSpec, config: Config, slot: Slot, deadline: float) -> 
                     code = EXIT_OK
                     return code
         metrics = PrometheusMetrics(activity=slot.beat)
+        metrics.declare(queue.name)
         source = TrackedSource(open_source(queue), slot, queue.name, metrics.source_up)
         pipeline = Pipeline.for_queue(queue, sink, metrics)
         worker = Worker(source, pipeline, batch_size=batch_size, wait=wait)
@@ -308,6 +309,7 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
         )
         await server.start()
         for name in spec.push_queues:
+            metrics.declare(name)
             metrics.source_up(name, True)
         if runner is not None:
             runner.start()
