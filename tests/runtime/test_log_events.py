@@ -32,7 +32,8 @@ import pytest
 from tests.conformance.bodies import FORMAT, NOT_JSON, voice_report
 from tests.runtime.helpers import Daemon, free_port, wait_until
 
-pytestmark = pytest.mark.timeout(180)
+# One daemon for the module: under xdist its tests stay on one worker (--dist loadgroup).
+pytestmark = [pytest.mark.timeout(180), pytest.mark.xdist_group("log-events")]
 
 ROOT = Path(__file__).parents[2]
 README = ROOT / "README.md"
