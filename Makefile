@@ -27,7 +27,7 @@ prereqs:
 # Four processes (pytest-xdist): the suite mostly waits on daemons, sockets and subprocesses
 # (about 2.5 CPU-minutes in 6 minutes on two), so even two cores keep four busy.
 test: prereqs lint
-	$(BIN)/pytest -n 4 --dist loadgroup
+	$(BIN)/pytest -n 4
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -32,8 +32,7 @@ import pytest
 from tests.conformance.bodies import FORMAT, NOT_JSON, voice_report
 from tests.runtime.helpers import Daemon, free_port, wait_until
 
-# One daemon for the module: under xdist its tests stay on one worker (--dist loadgroup).
-pytestmark = [pytest.mark.timeout(180), pytest.mark.xdist_group("log-events")]
+pytestmark = pytest.mark.timeout(180)
 
 ROOT = Path(__file__).parents[2]
 README = ROOT / "README.md"
@@ -93,7 +92,7 @@ def post(port: int, body: bytes) -> int:
         return int(response.status)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per process (xdist worker), whatever the test order
 def daemon_logs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[dict[str, Any]]]:
     from consumer.testing.fake_mns import FakeMnsServer
     from consumer.testing.tcp_proxy import TcpProxy
