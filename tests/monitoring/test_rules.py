@@ -29,6 +29,12 @@ def test_the_rules_are_valid() -> None:
     assert "SUCCESS" in checked.stdout
 
 
+def test_the_example_configuration_loads_the_rules() -> None:
+    checked = promtool("check", "config", "prometheus.example.yml")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "rules.yml" in checked.stdout  # the rule file was found and checked too
+
+
 def test_every_alert_fires_and_stays_quiet_in_its_unit_tests() -> None:
     # Given the alerts of rules.yml and the cases of rules.test.yml
     rules = yaml.safe_load((PROMETHEUS / "rules.yml").read_text())
