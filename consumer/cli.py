@@ -22,6 +22,7 @@ from consumer.config.load import ConfigErrors, load_config
 from consumer.config.model import Config
 from consumer.errors import ConfigError, InvalidMessage
 from consumer.formats import FORMAT_NAMES, get_format
+from consumer.logs import effective_format
 from consumer.pipeline.replay import add_dead_letters
 from consumer.reconcile.cli import add_calls, add_reconcile
 from consumer.runtime.cli import add_run
@@ -65,6 +66,7 @@ def masked(config: Config) -> dict[str, Any]:
     """The resolved configuration as plain data, every secret shown as `***`."""
     data: dict[str, Any] = _mask(config.model_dump(mode="python"))  # durations dump as "1s"
     data["sink"]["url"] = config.sink.redacted_url
+    data["log"]["format"] = effective_format(config.log)  # not null: what `run` here would use
     data["sink"]["forward"] = [
         {kind: settings for kind, settings in entry.items() if settings is not None}
         for entry in data["sink"]["forward"]

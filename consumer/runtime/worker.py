@@ -152,7 +152,10 @@ def main(spec: WorkerSpec, config: Config, array: Any, drain_seconds: float) -> 
     _die_with_parent()
     slot = Slot(array, spec.slot)
     configure_from(config)
+    # Every line of the process names it; a pull worker's lines also name its one queue.
     structlog.contextvars.bind_contextvars(worker=spec.name)
+    if spec.queue is not None:
+        structlog.contextvars.bind_contextvars(queue=spec.queue)
     deadline = max(drain_seconds - DRAIN_MARGIN, 0.5)
     try:
         if spec.kind == "listener":
@@ -191,6 +194,7 @@ def _run_pull(spec: WorkerSpec, config: Config, slot: Slot, deadline: float) -> 
                     code = EXIT_OK
                     return code
         metrics = PrometheusMetrics(activity=slot.beat)
+        metrics.declare(queue.name)
         source = TrackedSource(open_source(queue), slot, queue.name, metrics.source_up)
         pipeline = Pipeline.for_queue(queue, sink, metrics)
         worker = Worker(source, pipeline, batch_size=batch_size, wait=wait)
@@ -314,6 +318,7 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
                     return EXIT_OK
         server.accept()
         for name in spec.push_queues:
+            metrics.declare(name)
             metrics.source_up(name, True)
         if runner is not None:
             runner.start()
