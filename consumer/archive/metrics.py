@@ -10,7 +10,12 @@ from collections.abc import Iterable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+from consumer.model import Provider
+from consumer.sinks.recordings import STATUSES
+
 DOWNLOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
+FINISHED = tuple(status for status in STATUSES if status != "pending")
+"""The `status` label of `consumer_recordings_finished_total`: every final status."""
 
 
 class ArchiveMetrics:
@@ -40,9 +45,18 @@ class ArchiveMetrics:
             buckets=DOWNLOAD_BUCKETS,
         )
 
+    def declare(self) -> None:
+        """Export every provider's counters and histogram at 0 when the archiver starts: an
+        alert on `increase()` needs the series to exist before the first recording."""
+        for provider in Provider:
+            for status in FINISHED:
+                self.finished.labels(provider.value, status)
+            self.bytes.labels(provider.value)
+            self.download.labels(provider.value)
+
     def set_pending(self, counts: dict[str, int], providers: Iterable[str]) -> None:
         for provider in {*providers, *counts}:
             self.pending.labels(provider).set(counts.get(provider, 0))
 
 
-__all__ = ["ArchiveMetrics"]
+__all__ = ["FINISHED", "ArchiveMetrics"]

@@ -85,6 +85,8 @@ class Archiver:
 
     async def run(self) -> None:
         """Archive until `stop()`; database and network failures never end the loop."""
+        if self.metrics is not None:
+            self.metrics.declare()
         timeout = aiohttp.ClientTimeout(
             total=DOWNLOAD_SECONDS, sock_connect=CONNECT_SECONDS, sock_read=READ_SECONDS
         )

@@ -7,10 +7,12 @@ multiprocess files as every other metric (`consumer.runtime.metrics`).
 from __future__ import annotations
 
 import threading
+from typing import get_args
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
-from consumer.reconcile.query import Result
+from consumer.model import Provider
+from consumer.reconcile.query import QUERYABLE, Result
 
 
 class ReconcileMetrics:
@@ -42,6 +44,16 @@ class ReconcileMetrics:
             p,
             registry=registry,
         )
+
+    def declare(self) -> None:
+        """Export the counters at 0 when the reconciler starts, so that `increase()` alerts
+        work from the first scrape: every result of every provider it can query, and the lost
+        calls of every provider."""
+        for provider in QUERYABLE:
+            for result in get_args(Result):
+                self.queries.labels(provider.value, result)
+        for provider in Provider:
+            self.lost.labels(provider.value)
 
     def counts(self, provider: str, open_calls: int, overdue_calls: int) -> None:
         self.open.labels(provider).set(open_calls)

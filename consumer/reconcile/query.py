@@ -18,6 +18,8 @@ from consumer.model import CallEvent, Normalized, Provider
 from consumer.sinks.reconcile import OwedCall
 
 Result = Literal["found", "not_found", "error", "auth_error", "throttled"]
+QUERYABLE = (Provider.ALIYUN_VMS, Provider.ALIYUN_OUTBOUND_BOT)
+"""The providers with an API to ask for a call's final record (`runner.build_queries`)."""
 SOURCE = "reconcile"
 
 # Codes that mean the credentials, not the request, are wrong: retrying cannot help.
@@ -120,6 +122,7 @@ def limiter_for(api: str, access_key_id: str, per_second: float) -> RateLimiter:
 
 
 __all__ = [
+    "QUERYABLE",
     "SOURCE",
     "Query",
     "QueryError",

@@ -216,6 +216,7 @@ class Reconciler:
     def start(self) -> threading.Thread:
         if self._thread is not None:
             raise RuntimeError("the reconciler is already started")
+        self.metrics.declare()
         self._stop.clear()
         self._thread = threading.Thread(target=self.run, name="consumer-reconcile", daemon=True)
         self._thread.start()

@@ -8,9 +8,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from consumer.archive.metrics import ArchiveMetrics
 from consumer.archive.store import PARTIAL_DIR
 from consumer.archive.worker import Archiver
+from consumer.model import Provider
 from consumer.sinks.recordings import RecordingTable
 from consumer.sinks.sqlite import SqliteSink
 from consumer.testing.recording_server import File, RecordingServer, sha256
@@ -177,3 +180,36 @@ def test_two_archivers_never_download_the_same_recording(
     # Then the holder renewed its lease: one attempt, one request, archived
     (row,) = table.rows()
     assert (row.status, row.attempts, files.hits["/long.mp3"]) == ("archived", 1, 1)
+
+
+def test_a_started_archiver_exports_its_series_at_0(sink: SqliteSink, tmp_path: Path) -> None:
+    # Given an archiver with nothing to archive
+    root = tmp_path / "r"
+    registry = CollectorRegistry()
+    table = RecordingTable(sink)
+    archiver = Archiver(
+        settings(root.as_uri()),
+        table,
+        file_store(root),
+        metrics=ArchiveMetrics(registry),
+        poll_seconds=0.05,
+    )
+
+    async def main() -> None:
+        task = asyncio.create_task(archiver.run())
+        await asyncio.sleep(0.2)
+        archiver.stop()
+        await task
+
+    # When it starts and runs a while
+    asyncio.run(main())
+    # Then every provider's final statuses, bytes and download histogram are series at 0
+    for provider in Provider:
+        labels = {"provider": provider.value}
+        for status in ("archived", "failed", "expired", "refused"):
+            finished = {**labels, "status": status}
+            assert registry.get_sample_value("consumer_recordings_finished_total", finished) == 0
+        assert registry.get_sample_value("consumer_recording_bytes_total", labels) == 0
+        assert registry.get_sample_value("consumer_recording_download_seconds_count", labels) == 0
+        bucket = {**labels, "le": "+Inf"}
+        assert registry.get_sample_value("consumer_recording_download_seconds_bucket", bucket) == 0

@@ -1,7 +1,8 @@
 """The monitoring kit against a real Prometheus (Debian's `prometheus`) scraping a real daemon.
 
 The daemon runs an MNS queue read with the Alicom token flow and an HTTP push queue, each with
-traffic (a poison push included); Prometheus scrapes its /metrics every second and evaluates
+traffic (a poison push included), the recording archive and the reconciler (neither with work:
+their series are at 0); Prometheus scrapes its /metrics every second and evaluates
 monitoring/prometheus/rules.yml. Through Prometheus' HTTP API the test asserts that every
 series the rules and the dashboard name exists, that every rule evaluates, and that every
 dashboard query parses and evaluates.
@@ -190,6 +191,10 @@ queues:
     source: http
     format: {FORMAT}
     http: {{path: /push/vms}}
+recordings:
+  store: "{(tmp_path / "recordings").as_uri()}"
+reconcile:
+  every: 1s
 """
         )
         daemon = Daemon(config, tmp_path)

@@ -240,7 +240,10 @@ def test_the_daemon_fetches_what_is_owed_and_gives_up_on_the_unknown(
         in queries
     )
     lost = metric_lines(port, "consumer_calls_lost_total")
-    assert lost == {'consumer_calls_lost_total{provider="aliyun_vms"} 1.0'}
+    assert lost == {'consumer_calls_lost_total{provider="aliyun_vms"} 1.0'} | {
+        f'consumer_calls_lost_total{{provider="{provider}"}} 0.0'
+        for provider in ("aliyun_outbound_bot", "huawei_voice", "huawei_privacy", "moor7")
+    }
     assert daemon.stop() == 0
 
 

@@ -215,6 +215,33 @@ def test_providers_without_a_query_api_are_only_marked(
     assert sample(registry, "consumer_calls_lost_total", provider="huawei_voice") == 1
 
 
+def test_a_started_reconciler_exports_its_counters_at_0(
+    sink: SqlSink, registry: CollectorRegistry
+) -> None:
+    # Given a reconciler with no calls and no query API configured
+    worker = reconciler(sink, {}, Clock(RINGING), registry, every="1h")
+    # When it starts
+    worker.start()
+    try:
+        # Then every query result of each provider with an API is a series at 0
+        for provider in ("aliyun_vms", "aliyun_outbound_bot"):
+            for result in ("found", "not_found", "error", "auth_error", "throttled"):
+                labels = {"provider": provider, "result": result}
+                assert sample(registry, "consumer_reconcile_queries_total", **labels) == 0
+        queried = {
+            series.labels["provider"]
+            for metric in registry.collect()
+            for series in metric.samples
+            if series.name == "consumer_reconcile_queries_total"
+        }
+        assert queried == {"aliyun_vms", "aliyun_outbound_bot"}
+        # And the lost calls of every provider are at 0
+        for member in Provider:
+            assert sample(registry, "consumer_calls_lost_total", provider=member.value) == 0
+    finally:
+        worker.stop(10)
+
+
 def test_throttling_is_retried_and_counted(
     sink: SqlSink, peer: FakeAlicomServer, registry: CollectorRegistry
 ) -> None:
