@@ -155,15 +155,16 @@ def test_a_slow_file_does_not_hold_up_the_others(
 def test_two_archivers_never_download_the_same_recording(
     files: RecordingServer, sink: SqliteSink, tmp_path: Path
 ) -> None:
-    # Given a download (about 1 s) longer than the archivers' lease (0.6 s)
-    url = files.add("/long.mp3", File(size=20 * 65536, chunk_delay=0.05))
+    # Given a download (about 3 s) longer than the archivers' lease (2 s; renewed every 0.67 s,
+    # leaving room for a loaded machine's scheduling stalls)
+    url = files.add("/long.mp3", File(size=20 * 65536, chunk_delay=0.15))
     store_events(sink, [ready("c1", url)])
     root = tmp_path / "r"
     config, store, table = settings(root.as_uri()), file_store(root), RecordingTable(sink)
 
     async def main() -> None:
         archivers = [
-            Archiver(config, table, store, lease_seconds=0.6, poll_seconds=0.05) for _ in range(2)
+            Archiver(config, table, store, lease_seconds=2.0, poll_seconds=0.05) for _ in range(2)
         ]
         tasks = [asyncio.create_task(archiver.run()) for archiver in archivers]
         try:
