@@ -2,8 +2,10 @@
 
 The row is a pure function of the *set* of the call's events: `merge_call` deduplicates by
 `event_id` and ranks the events by a total order before it looks at any field, so neither the
-order the events arrived in nor how often each arrived changes the result. The sinks recompute
-the row from every stored event of the call inside the transaction that added an event.
+order the events arrived in nor how often each arrived changes the result. The ranking is kept
+as a `MergeState` (each field's winning candidate), a join of the events' own candidates: the
+sinks store it with the row and fold each new event into it inside the transaction that added
+the event, so an event costs the same whether its call has one event or a thousand.
 
 Authority (providers.md §0.3): the final record (`call.record`: Aliyun VoiceReport, Outbound
 Bot task record, Huawei fee record, 7moor `cdr`) wins for outcome, times and duration; the
@@ -15,14 +17,14 @@ wins, and `event_id` breaks exact ties. `agent.status` events never shape a call
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TypeVar
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from operator import attrgetter
+from typing import Any
 
 from consumer.model import CallEvent, Direction, HangupBy, Kind, Outcome, Provider
-
-T = TypeVar("T")
 
 # Lower is more authoritative. call.ended carries the hangup cause (Huawei disconnect, VMS
 # VoiceCallReport end codes) and outranks the in-progress events for outcome and times.
@@ -109,65 +111,153 @@ def merge_call(events: Iterable[CallEvent]) -> CallRow | None:
     keys = {(event.provider, event.call_id) for event in unique.values()}
     if len(keys) != 1:
         raise ValueError(f"events of several calls given to one merge: {sorted(map(str, keys))}")
+    state = MergeState()
+    for event in unique.values():
+        state.fold(event)
     provider, call_id = next(iter(keys))
     assert call_id is not None  # shapes_call() admitted only events with a call_id
-
-    # Most authoritative first; later first within a kind; event_id last so the order is total.
-    ranked = sorted(unique.values(), key=_rank_key)
-    # Stable sort: keeps the authority order among the events that are not recordings.
-    recordings_first = sorted(ranked, key=lambda e: e.kind is not Kind.RECORDING_READY)
-
-    refs: dict[str, str] = {}
-    for event in reversed(ranked):  # least authoritative first, so the best one writes last
-        refs.update(event.refs)
-    last = max(unique.values(), key=_recency_key)
-    return CallRow(
-        provider=provider,
-        call_id=call_id,
-        outcome=_first(ranked, lambda e: e.outcome),
-        caller=_first(ranked, lambda e: e.caller),
-        callee=_first(ranked, lambda e: e.callee),
-        direction=_first(ranked, lambda e: e.direction),
-        started_at=_time(ranked, "started_at", lambda e: e.started_at),
-        ringing_at=_time(ranked, "ringing_at", lambda e: e.ringing_at),
-        answered_at=_time(ranked, "answered_at", lambda e: e.answered_at),
-        ended_at=_time(ranked, "ended_at", lambda e: e.ended_at),
-        duration_seconds=_first(ranked, lambda e: e.duration_seconds),
-        recording_url=_first(recordings_first, lambda e: e.recording_url),
-        provider_status=_first(ranked, lambda e: e.provider_status),
-        hangup_by=_first(ranked, lambda e: e.hangup_by),
-        correlation_id=_first(ranked, lambda e: e.correlation_id),
-        refs=refs,
-        last_event_kind=last.kind,
-        last_event_at=last.occurred_at,
-        event_count=len(unique),
-    )
+    return state.row(provider, call_id)
 
 
-def _first(order: Sequence[CallEvent], pick: Callable[[CallEvent], T | None]) -> T | None:
-    for event in order:
-        value = pick(event)
-        if value is not None:
-            return value
-    return None
+# A candidate for one field: the rank key of the event that offers it, then the value. The
+# lowest key wins; keys are total (they end with the event_id), so the winner of a set of
+# candidates is the same whatever order they are offered in, and offering one twice is a no-op.
+_Candidate = list[Any]
+
+# Row fields taken from the best-ranked event that states them, as they are.
+_PLAIN: tuple[str, ...] = (
+    "outcome",
+    "caller",
+    "callee",
+    "direction",
+    "duration_seconds",
+    "provider_status",
+    "hangup_by",
+    "correlation_id",
+)
+_TIMES: tuple[str, ...] = ("started_at", "ringing_at", "answered_at", "ended_at")
+_IMPLIED = "~"  # slot prefix: the time as implied by the kind of event that marks it
+_ENUMS: dict[str, Callable[[str], Any]] = {
+    "outcome": Outcome,
+    "direction": Direction,
+    "hangup_by": HangupBy,
+}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_plain_values = attrgetter(*_PLAIN)
+_time_values = attrgetter(*_TIMES)
 
 
-def _time(
-    order: Sequence[CallEvent], name: str, pick: Callable[[CallEvent], datetime | None]
-) -> datetime | None:
-    """The field as the events state it, else the `occurred_at` of the event that marks it."""
-    stated = _first(order, pick)
-    if stated is not None:
-        return stated
-    return _first(order, lambda e: e.occurred_at if _IMPLIED_TIME.get(e.kind) == name else None)
+class MergeState:
+    """What the merge needs to fold in one more event: the winning candidate of every field.
+
+    It is a join: the state of a set of events is the same whatever order they are folded in,
+    so the sink keeps it next to the `calls` row (`calls.merge_state`) and folds each new event
+    into it, at a cost that does not grow with the events the call already has. Only
+    `event_count` assumes that each folded event is new to the call, which the sink knows from
+    its insert. A new derived column is one more method over the same winners.
+    """
+
+    __slots__ = ("count", "last", "refs", "slots")
+
+    def __init__(self) -> None:
+        self.slots: dict[str, _Candidate] = {}
+        self.refs: dict[str, _Candidate] = {}
+        self.last: list[Any] | None = None  # [occurred_us, lifecycle, event_id, kind]: max wins
+        self.count = 0
+
+    def fold(self, event: CallEvent) -> None:
+        """Take one event of the call into account (the caller has checked `shapes_call`)."""
+        kind = event.kind
+        occurred = (event.occurred_at - _EPOCH) // _MICROSECOND
+        rank = (_AUTHORITY[kind], -occurred, event.event_id)
+        slots = self.slots
+        for name, value in zip(_PLAIN, _plain_values(event), strict=True):
+            if value is not None:
+                _offer(slots, name, rank, value.value if isinstance(value, Enum) else value)
+        for name, value in zip(_TIMES, _time_values(event), strict=True):
+            if value is not None:
+                _offer(slots, name, rank, (value - _EPOCH) // _MICROSECOND)
+        implied = _IMPLIED_TIME.get(kind)
+        if implied is not None:
+            _offer(slots, _IMPLIED + implied, rank, occurred)
+        if event.recording_url is not None:
+            # The dedicated recording event first, then authority as for every other field.
+            recording = (int(kind is not Kind.RECORDING_READY), *rank)
+            _offer(slots, "recording_url", recording, event.recording_url)
+        for key, value in event.refs.items():
+            _offer(self.refs, key, rank, value)
+        last = [occurred, _LIFECYCLE[kind], event.event_id, kind.value]
+        if self.last is None or last > self.last:
+            self.last = last
+        self.count += 1
+
+    def row(self, provider: Provider | str, call_id: str) -> CallRow:
+        if self.last is None:
+            raise ValueError("no event folded into the merge state yet")
+        values: dict[str, Any] = {}
+        for name in _PLAIN:
+            value = self._value(name)
+            values[name] = value if value is None or name not in _ENUMS else _ENUMS[name](value)
+        for name in _TIMES:
+            value = self._value(name)
+            if value is None:
+                value = self._value(_IMPLIED + name)
+            values[name] = None if value is None else _time(value)
+        return CallRow(
+            provider=Provider(provider),
+            call_id=call_id,
+            recording_url=self._value("recording_url"),
+            refs={key: candidate[-1] for key, candidate in sorted(self.refs.items())},
+            last_event_kind=Kind(self.last[3]),
+            last_event_at=_time(self.last[0]),
+            event_count=self.count,
+            **values,
+        )
+
+    def _value(self, slot: str) -> Any:
+        candidate = self.slots.get(slot)
+        return None if candidate is None else candidate[-1]
+
+    # -- storage: compact JSON, read back to an equal state ----------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {"v": 1, "n": self.count, "s": self.slots, "r": self.refs, "l": self.last}
+
+    @classmethod
+    def from_json(cls, data: Any) -> MergeState:
+        if not isinstance(data, dict) or data.get("v") != 1:
+            raise ValueError(f"not a version 1 merge state: {str(data)[:200]!r}")
+        state = cls()
+        state.count = int(data["n"])
+        state.slots = {name: _candidate(value) for name, value in data["s"].items()}
+        state.refs = {key: _candidate(value) for key, value in data["r"].items()}
+        state.last = list(data["l"]) if data["l"] is not None else None
+        return state
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MergeState):
+            return NotImplemented
+        return self.to_json() == other.to_json()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
 
 
-def _rank_key(event: CallEvent) -> tuple[int, float, str]:
-    return (_AUTHORITY[event.kind], -event.occurred_at.timestamp(), event.event_id)
+def _offer(slots: dict[str, _Candidate], name: str, rank: tuple[Any, ...], value: Any) -> None:
+    held = slots.get(name)
+    # Keys of one slot always have the same shape, so list < list compares them as tuples do.
+    if held is None or list(rank) < held[:-1]:
+        slots[name] = [*rank, value]
 
 
-def _recency_key(event: CallEvent) -> tuple[datetime, int, str]:
-    return (event.occurred_at, _LIFECYCLE[event.kind], event.event_id)
+def _candidate(value: Any) -> _Candidate:
+    if not isinstance(value, list) or len(value) < 2:
+        raise ValueError(f"not a merge candidate: {str(value)[:200]!r}")
+    return value
 
 
-__all__ = ["CallRow", "merge_call", "shapes_call"]
+def _time(microseconds: int) -> datetime:
+    return _EPOCH + microseconds * _MICROSECOND
+
+
+__all__ = ["CallRow", "MergeState", "merge_call", "shapes_call"]

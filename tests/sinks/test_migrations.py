@@ -23,9 +23,12 @@ def test_statements_split_at_line_ends_and_comments_go() -> None:
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
 def test_each_dialect_has_numbered_migrations(dialect: str) -> None:
-    # Given the packaged migration files, When loaded, Then versions count up from 1
+    # Given the packaged migration files, When loaded, Then versions start at 1 and go up
+    # (branches that add migrations in parallel reserve their numbers, so gaps are allowed)
     loaded = migrations.load(dialect)
-    assert [m.version for m in loaded] == list(range(1, len(loaded) + 1))
+    versions = [m.version for m in loaded]
+    assert versions[0] == 1
+    assert versions == sorted(set(versions))
     assert all(m.statements for m in loaded)
 
 
@@ -54,7 +57,7 @@ def test_both_dialects_create_the_same_tables_and_columns() -> None:
 
 def test_a_newer_database_is_named() -> None:
     # Given a database at version 7 and code that knows version 1
-    known = migrations.load("sqlite")
+    known = migrations.load("sqlite")[:1]
     # Then the check names both
     with pytest.raises(migrations.SchemaTooNew, match=r"version 7, newer .* \(1\)"):
         migrations.check_not_newer({1, 7}, known, "the database")
