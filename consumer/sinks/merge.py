@@ -119,10 +119,10 @@ def merge_call(events: Iterable[CallEvent]) -> CallRow | None:
     return state.row(provider, call_id)
 
 
-# A candidate for one field: the rank key of the event that offers it, then the value. The
+# A candidate for one field: the rank key of the event that offers it, and the value. The
 # lowest key wins; keys are total (they end with the event_id), so the winner of a set of
 # candidates is the same whatever order they are offered in, and offering one twice is a no-op.
-_Candidate = list[Any]
+_Candidate = tuple[tuple[Any, ...], Any]
 
 # Row fields taken from the best-ranked event that states them, as they are.
 _PLAIN: tuple[str, ...] = (
@@ -137,6 +137,7 @@ _PLAIN: tuple[str, ...] = (
 )
 _TIMES: tuple[str, ...] = ("started_at", "ringing_at", "answered_at", "ended_at")
 _IMPLIED = "~"  # slot prefix: the time as implied by the kind of event that marks it
+_TIME_SLOTS = frozenset(_TIMES) | {_IMPLIED + name for name in _TIMES}
 _ENUMS: dict[str, Callable[[str], Any]] = {
     "outcome": Outcome,
     "direction": Direction,
@@ -158,12 +159,13 @@ class MergeState:
     its insert. A new derived column is one more method over the same winners.
     """
 
-    __slots__ = ("count", "last", "refs", "slots")
+    __slots__ = ("count", "last", "last_at", "refs", "slots")
 
     def __init__(self) -> None:
         self.slots: dict[str, _Candidate] = {}
         self.refs: dict[str, _Candidate] = {}
-        self.last: list[Any] | None = None  # [occurred_us, lifecycle, event_id, kind]: max wins
+        self.last: tuple[int, int, str, Kind] | None = None  # the max wins (event_id is unique)
+        self.last_at: datetime | None = None
         self.count = 0
 
     def fold(self, event: CallEvent) -> None:
@@ -174,55 +176,55 @@ class MergeState:
         slots = self.slots
         for name, value in zip(_PLAIN, _plain_values(event), strict=True):
             if value is not None:
-                _offer(slots, name, rank, value.value if isinstance(value, Enum) else value)
+                _offer(slots, name, rank, value)
         for name, value in zip(_TIMES, _time_values(event), strict=True):
             if value is not None:
-                _offer(slots, name, rank, (value - _EPOCH) // _MICROSECOND)
+                _offer(slots, name, rank, value)
         implied = _IMPLIED_TIME.get(kind)
         if implied is not None:
-            _offer(slots, _IMPLIED + implied, rank, occurred)
+            _offer(slots, _IMPLIED + implied, rank, event.occurred_at)
         if event.recording_url is not None:
             # The dedicated recording event first, then authority as for every other field.
             recording = (int(kind is not Kind.RECORDING_READY), *rank)
             _offer(slots, "recording_url", recording, event.recording_url)
         for key, value in event.refs.items():
             _offer(self.refs, key, rank, value)
-        last = [occurred, _LIFECYCLE[kind], event.event_id, kind.value]
+        last = (occurred, _LIFECYCLE[kind], event.event_id, kind)
         if self.last is None or last > self.last:
-            self.last = last
+            self.last, self.last_at = last, event.occurred_at
         self.count += 1
 
     def row(self, provider: Provider | str, call_id: str) -> CallRow:
         if self.last is None:
             raise ValueError("no event folded into the merge state yet")
+        slots = self.slots
         values: dict[str, Any] = {}
         for name in _PLAIN:
-            value = self._value(name)
-            values[name] = value if value is None or name not in _ENUMS else _ENUMS[name](value)
+            candidate = slots.get(name)
+            values[name] = None if candidate is None else candidate[1]
         for name in _TIMES:
-            value = self._value(name)
-            if value is None:
-                value = self._value(_IMPLIED + name)
-            values[name] = None if value is None else _time(value)
+            candidate = slots.get(name) or slots.get(_IMPLIED + name)
+            values[name] = None if candidate is None else candidate[1]
+        recording = slots.get("recording_url")
         return CallRow(
             provider=Provider(provider),
             call_id=call_id,
-            recording_url=self._value("recording_url"),
-            refs={key: candidate[-1] for key, candidate in sorted(self.refs.items())},
-            last_event_kind=Kind(self.last[3]),
-            last_event_at=_time(self.last[0]),
+            recording_url=None if recording is None else recording[1],
+            refs={key: candidate[1] for key, candidate in sorted(self.refs.items())},
+            last_event_kind=self.last[3],
+            last_event_at=self.last_at,
             event_count=self.count,
             **values,
         )
 
-    def _value(self, slot: str) -> Any:
-        candidate = self.slots.get(slot)
-        return None if candidate is None else candidate[-1]
-
     # -- storage: compact JSON, read back to an equal state ----------------------------------
 
     def to_json(self) -> dict[str, Any]:
-        return {"v": 1, "n": self.count, "s": self.slots, "r": self.refs, "l": self.last}
+        """Times as epoch microseconds, enums as their values, each candidate `[*key, value]`."""
+        slots = {name: [*key, _to_json(name, value)] for name, (key, value) in self.slots.items()}
+        refs = {name: [*key, value] for name, (key, value) in self.refs.items()}
+        last = None if self.last is None else [*self.last[:3], self.last[3].value]
+        return {"v": 1, "n": self.count, "s": slots, "r": refs, "l": last}
 
     @classmethod
     def from_json(cls, data: Any) -> MergeState:
@@ -230,9 +232,14 @@ class MergeState:
             raise ValueError(f"not a version 1 merge state: {str(data)[:200]!r}")
         state = cls()
         state.count = int(data["n"])
-        state.slots = {name: _candidate(value) for name, value in data["s"].items()}
-        state.refs = {key: _candidate(value) for key, value in data["r"].items()}
-        state.last = list(data["l"]) if data["l"] is not None else None
+        for name, stored in data["s"].items():
+            key, value = _candidate(stored)
+            state.slots[name] = (key, _from_json(name, value))
+        state.refs = {name: _candidate(stored) for name, stored in data["r"].items()}
+        if data["l"] is not None:
+            occurred, lifecycle, event_id, kind = data["l"]
+            state.last = (int(occurred), int(lifecycle), str(event_id), Kind(kind))
+            state.last_at = _time(state.last[0])
         return state
 
     def __eq__(self, other: object) -> bool:
@@ -245,15 +252,28 @@ class MergeState:
 
 def _offer(slots: dict[str, _Candidate], name: str, rank: tuple[Any, ...], value: Any) -> None:
     held = slots.get(name)
-    # Keys of one slot always have the same shape, so list < list compares them as tuples do.
-    if held is None or list(rank) < held[:-1]:
-        slots[name] = [*rank, value]
+    # Keys of one slot always have the same shape, so they compare element by element.
+    if held is None or rank < held[0]:
+        slots[name] = (rank, value)
 
 
-def _candidate(value: Any) -> _Candidate:
-    if not isinstance(value, list) or len(value) < 2:
-        raise ValueError(f"not a merge candidate: {str(value)[:200]!r}")
-    return value
+def _to_json(slot: str, value: Any) -> Any:
+    if slot in _TIME_SLOTS:
+        return (value - _EPOCH) // _MICROSECOND
+    return value._value_ if isinstance(value, Enum) else value
+
+
+def _from_json(slot: str, value: Any) -> Any:
+    if slot in _TIME_SLOTS:
+        return _time(value)
+    factory = _ENUMS.get(slot)
+    return value if factory is None else factory(value)
+
+
+def _candidate(stored: Any) -> _Candidate:
+    if not isinstance(stored, list) or len(stored) < 2:
+        raise ValueError(f"not a merge candidate: {str(stored)[:200]!r}")
+    return tuple(stored[:-1]), stored[-1]
 
 
 def _time(microseconds: int) -> datetime:

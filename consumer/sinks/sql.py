@@ -432,7 +432,7 @@ class SqlSink(ABC):
             if value is None or kind == _AS_IS:
                 append(value)
             elif kind == _ENUM:
-                append(value.value)
+                append(value._value_)  # what .value returns, without the enum property's call
             elif kind == _TIME:
                 append(time(value))
             else:
