@@ -285,8 +285,9 @@ class SqlSink(ABC):
         """Fold the events this transaction inserted into their calls' `calls` rows.
 
         Each row keeps its `MergeState`, so an event costs the same however many events its
-        call already has. A row without one (written before migration 0003) is recomputed once
-        from all of its call's stored events, `inserted` among them, and kept from then on.
+        call already has. A row without a usable one (written before migration 0003, or
+        damaged) is recomputed once from all of its call's stored events, `inserted` among
+        them, and kept from then on.
         """
         if not keys:
             return
@@ -308,7 +309,7 @@ class SqlSink(ABC):
     def _merge_states(
         self, cur: Cursor, keys: Sequence[CallKey]
     ) -> dict[CallKey, MergeState | None]:
-        """The stored state of each call that has a row: a `MergeState`, or None if not kept."""
+        """The stored state of each call that has a row: a `MergeState`, or None to rebuild."""
         states: dict[CallKey, MergeState | None] = {}
         for provider, ids in _by_provider(keys).items():
             for chunk in _chunks(ids):
@@ -321,8 +322,7 @@ class SqlSink(ABC):
                     [provider, *chunk],
                 )
                 for call_id, raw in cur.fetchall():
-                    state = None if raw is None else MergeState.from_json(_loads(raw))
-                    states[(provider, call_id)] = state
+                    states[(provider, call_id)] = _read_state(raw)
         return states
 
     def _states_from_events(
@@ -541,6 +541,17 @@ def _now() -> datetime:
 
 def _call_key(event: CallEvent) -> CallKey:
     return (event.provider.value, event.call_id or "")
+
+
+def _read_state(raw: str | None) -> MergeState | None:
+    """The stored merge state; None when there is none, or none this code can trust (edited by
+    hand, say), so that the row is recomputed from its events rather than blocking the queue."""
+    if raw is None:
+        return None
+    try:
+        return MergeState.from_json(_loads(raw))
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _by_provider(keys: Sequence[CallKey]) -> dict[str, list[str]]:

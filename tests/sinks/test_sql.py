@@ -352,6 +352,23 @@ def test_a_row_from_before_the_merge_state_is_recomputed_once(make_sink: SinkFac
     assert {k: v for k, v in row.items() if k != "updated_at"} == _columns(expected)
 
 
+@pytest.mark.parametrize("damage", ["not json", '{"v": 9}', '{"v": 1, "n": 1}', "[1, 2]"])
+def test_a_damaged_merge_state_is_rebuilt_from_the_events(sink: SqlSink, damage: str) -> None:
+    # Given a call whose stored merge state was damaged (by hand, say)
+    scenario = SCENARIOS[1]
+    events = with_call_id(scenario.events, f"damaged-{len(damage)}")
+    sink.store(stored(events[:-1]), [])
+    with sink._write() as cur:
+        cur.execute(sink._sql("UPDATE calls SET merge_state = ?"), (damage,))
+    # When the call's last event arrives, Then the row is recomputed from all of its events
+    sink.store(stored(events[-1:]), [])
+    row = call_row(sink, events[0].provider, events[0].call_id or "")
+    expected = reference.recompute(events)
+    assert row is not None
+    assert expected is not None
+    assert {k: v for k, v in row.items() if k != "updated_at"} == _columns(expected)
+
+
 def test_events_without_a_call_make_no_calls_row(sink: SqlSink) -> None:
     # Given events of no call (job completed, agent login) and an agent state of a call
     loose = [e for scenario in SCENARIOS for e in scenario.no_call]
