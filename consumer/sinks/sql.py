@@ -340,7 +340,8 @@ class SqlSink(ABC):
         columns = ", ".join(EVENT_COLUMNS)
         # provider = ? AND call_id IN (...) looks each call up in call_events_call (the IN
         # implies the index's call_id IS NOT NULL). A row-value IN (VALUES ...), or spelling
-        # out call_id IS NOT NULL, makes SQLite scan the whole index on every batch instead.
+        # out call_id IS NOT NULL, makes SQLite scan the whole index on every batch instead:
+        # 13-18 ms per batch at 200,000 events, growing with the table.
         for provider, ids in _by_provider(keys).items():
             for chunk in _chunks(ids):
                 marks = ",".join("?" * len(chunk))
