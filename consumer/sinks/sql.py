@@ -551,7 +551,7 @@ def _read_state(raw: str | None) -> MergeState | None:
         return None
     try:
         return MergeState.from_json(_loads(raw))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, LookupError, TypeError):
         return None
 
 

@@ -190,4 +190,8 @@ def test_a_damaged_state_is_refused() -> None:
     with pytest.raises(ValueError, match="merge state"):
         MergeState.from_json({"v": 2})
     with pytest.raises(ValueError, match="merge candidate"):
-        MergeState.from_json({"v": 1, "n": 1, "s": {"caller": "x"}, "r": {}, "l": None})
+        MergeState.from_json({"v": 1, "n": 1, "k": [], "s": {"caller": "x"}, "r": {}, "l": None})
+    with pytest.raises(IndexError):
+        MergeState.from_json(
+            {"v": 1, "n": 1, "k": [], "s": {"caller": [0, "x"]}, "r": {}, "l": None}
+        )

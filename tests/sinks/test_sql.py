@@ -352,7 +352,16 @@ def test_a_row_from_before_the_merge_state_is_recomputed_once(make_sink: SinkFac
     assert {k: v for k, v in row.items() if k != "updated_at"} == _columns(expected)
 
 
-@pytest.mark.parametrize("damage", ["not json", '{"v": 9}', '{"v": 1, "n": 1}', "[1, 2]"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "not json",
+        '{"v": 9}',
+        '{"v": 1, "n": 1}',
+        "[1, 2]",
+        '{"v": 1, "n": 1, "k": [], "s": {"caller": [3, "x"]}, "r": {}, "l": null}',
+    ],
+)
 def test_a_damaged_merge_state_is_rebuilt_from_the_events(sink: SqlSink, damage: str) -> None:
     # Given a call whose stored merge state was damaged (by hand, say)
     scenario = SCENARIOS[1]
