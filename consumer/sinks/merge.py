@@ -156,7 +156,9 @@ class MergeState:
     so the sink keeps it next to the `calls` row (`calls.merge_state`) and folds each new event
     into it, at a cost that does not grow with the events the call already has. Only
     `event_count` assumes that each folded event is new to the call, which the sink knows from
-    its insert. A new derived column is one more method over the same winners.
+    its insert. A new derived column is one more method over the same winners. The stored
+    keys are ranks under `_AUTHORITY` and `_LIFECYCLE`: a change to those tables must come with
+    a migration that sets `calls.merge_state` to NULL, so that every row is recomputed.
     """
 
     __slots__ = ("count", "last", "last_at", "refs", "slots")
