@@ -6,6 +6,45 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why a message failed: the stable codes of `dead_letters.reason`, results and metrics.
+
+    A `StrEnum`, so a member compares equal to (and is stored as) its plain string.
+    """
+
+    # Dead letters written by the pipeline itself.
+    MAX_DELIVERIES = "max_deliveries"
+    """Delivered more often than the queue's `max_deliveries`: quarantined before parsing."""
+    NORMALIZER_ERROR = "normalizer_error"
+    """A format module crashed (a bug): the message is kept for a replay after the fix."""
+    SINK_REJECTED = "sink_rejected"
+    """The database refused a value the message yields (`RejectedData`)."""
+    # Messages a format refuses (`InvalidMessage`).
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    MISSING_FIELD = "missing_field"
+    BAD_FIELD = "bad_field"
+    BAD_TIME = "bad_time"
+    BAD_UNICODE = "bad_unicode"
+    EMPTY_BATCH = "empty_batch"
+    # Nothing committed: the message is retried (reject, HTTP 503).
+    TRANSIENT = "transient"
+    """The sink could not be reached (`TransientError`) within the queue's retries."""
+    SINK_ERROR = "sink_error"
+    """The sink failed while quarantining a refused message: nothing is acknowledged."""
+    PIPELINE_ERROR = "pipeline_error"
+    """A bug in the pipeline: what committed is unknown, so nothing is acknowledged."""
+
+
+def describe(exc: BaseException | None) -> str:
+    """`Type: message`, the one way an exception is shown in logs, results and dead letters."""
+    if exc is None:
+        return "unknown error"
+    return f"{type(exc).__name__}: {exc}"
+
 
 class ConsumerError(Exception):
     """Base of every error this package raises on purpose."""

@@ -16,6 +16,7 @@ from urllib.parse import urljoin
 import aiohttp
 
 from consumer.archive.hosts import HostPolicy
+from consumer.errors import describe
 
 CHUNK = 65536
 MAX_REDIRECTS = 10
@@ -103,7 +104,7 @@ async def download(
                 content_type = (response.headers.get("Content-Type") or "")[:200] or None
                 return Downloaded(size, digest.hexdigest(), content_type, url.split("?", 1)[0])
         except aiohttp.ClientError as exc:
-            raise DownloadError(DownloadError.ERROR, f"{type(exc).__name__}: {exc}") from exc
+            raise DownloadError(DownloadError.ERROR, describe(exc)) from exc
         except TimeoutError as exc:
             raise DownloadError(DownloadError.ERROR, "timed out") from exc
     raise DownloadError(DownloadError.ERROR, f"more than {MAX_REDIRECTS} redirects")

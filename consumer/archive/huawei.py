@@ -16,6 +16,7 @@ import aiohttp
 
 from consumer.archive.download import GONE, DownloadError
 from consumer.config.model import HuaweiPrivacyRecordings
+from consumer.errors import describe
 from consumer.sources.http_auth import sign_huawei
 
 RECORD_PATH = "/rest/provision/voice/record/v1.0"
@@ -58,9 +59,7 @@ async def resolve(session: aiohttp.ClientSession, app: HuaweiPrivacyRecordings, 
                 response.status,
             )
     except aiohttp.ClientError as exc:
-        raise DownloadError(
-            DownloadError.ERROR, f"download-URL API: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise DownloadError(DownloadError.ERROR, f"download-URL API: {describe(exc)}") from exc
     except TimeoutError as exc:
         raise DownloadError(DownloadError.ERROR, "download-URL API: timed out") from exc
 

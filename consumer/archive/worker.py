@@ -28,6 +28,7 @@ from typing import ParamSpec, TypeVar
 import aiohttp
 import structlog
 
+from consumer import backoff
 from consumer.archive import huawei
 from consumer.archive.download import DownloadError, download
 from consumer.archive.extract import HUAWEI_OBJECT, link_key, object_key, source_kind
@@ -36,6 +37,7 @@ from consumer.archive.metrics import ArchiveMetrics
 from consumer.archive.store import Store, extension
 from consumer.archive.store import object_key as store_key
 from consumer.config.model import Config, RecordingsConfig
+from consumer.errors import describe
 from consumer.sinks.recordings import Recording, RecordingTable
 
 log = structlog.get_logger("consumer.archive")
@@ -153,7 +155,7 @@ class Archiver:
         try:
             return await asyncio.to_thread(function, *args, **kwargs)
         except Exception as exc:
-            log.warning("recordings: database unavailable", error=f"{type(exc).__name__}: {exc}")
+            log.warning("recordings: database unavailable", error=describe(exc))
             return None
 
     async def _archive(self, session: aiohttp.ClientSession, row: Recording) -> None:
@@ -164,9 +166,7 @@ class Archiver:
             await self._failed(row, exc)
             return
         except Exception as exc:  # the store (disk, S3) or a bug: retry like a network failure
-            await self._failed(
-                row, DownloadError(DownloadError.ERROR, f"{type(exc).__name__}: {exc}")
-            )
+            await self._failed(row, DownloadError(DownloadError.ERROR, describe(exc)))
             return
         uri, size, sha256, content_type = result
         done = await self._db(
@@ -241,9 +241,8 @@ class Archiver:
             )
             return
         retry = self.config.retry
-        delay = min(
-            retry.max.total_seconds(),
-            retry.initial.total_seconds() * 2.0 ** min(row.attempts - 1, 32),
+        delay = backoff.delay(
+            row.attempts, retry.initial.total_seconds(), retry.max.total_seconds()
         )
         await self._db(
             self.table.again_later,

@@ -22,10 +22,10 @@ import structlog
 import tenacity
 
 from consumer.config.model import RetryConfig
-from consumer.errors import RejectedData, TransientError
+from consumer.errors import Reason, RejectedData, TransientError, describe
 from consumer.logs import message_context
 from consumer.pipeline.metrics import Metrics, NullMetrics
-from consumer.pipeline.normalize import SINK_REJECTED, Unit, dead_letter
+from consumer.pipeline.normalize import Unit, dead_letter
 from consumer.pipeline.results import Disposition, Result
 from consumer.sinks.base import DeadLetter, Sink, StoredEvent
 
@@ -78,7 +78,7 @@ class Committer:
                 "sink refused a batch: storing its messages one by one",
                 queue=self.queue,
                 messages=len(units),
-                error=_describe(exc),
+                error=describe(exc),
             )
             return self._isolate(units, deadline)
         return [_committed(unit) for unit in units]
@@ -99,7 +99,9 @@ class Committer:
 
     def _quarantine(self, unit: Unit, refused: RejectedData, deadline: float) -> Result:
         seen_at = _seen_at(unit)
-        letter = dead_letter(self.queue, unit.message, SINK_REJECTED, _describe(refused), seen_at)
+        letter = dead_letter(
+            self.queue, unit.message, Reason.SINK_REJECTED, describe(refused), seen_at
+        )
         with message_context(queue=self.queue, message_id=unit.message.id):
             log.error("sink refused a message: quarantining it", error=letter.error)
             try:
@@ -109,9 +111,13 @@ class Committer:
             except RejectedData as exc:
                 # Not even the dead letter fits: leave the message to redelivery; after
                 # max_deliveries it comes back as a plain dead letter without its events.
-                log.error("sink refused the dead letter too", error=_describe(exc))
-                return Result(unit.message, Disposition.TRANSIENT, 0, "sink_error", _describe(exc))
-        return Result(unit.message, Disposition.DEAD_LETTERED, 0, SINK_REJECTED, letter.error)
+                log.error("sink refused the dead letter too", error=describe(exc))
+                return Result(
+                    unit.message, Disposition.TRANSIENT, 0, Reason.SINK_ERROR, describe(exc)
+                )
+        return Result(
+            unit.message, Disposition.DEAD_LETTERED, 0, Reason.SINK_REJECTED, letter.error
+        )
 
     def _store(self, units: Sequence[Unit], deadline: float) -> None:
         events: list[StoredEvent] = [event for unit in units for event in unit.events]
@@ -162,7 +168,7 @@ class Committer:
             queue=self.queue,
             attempt=state.attempt_number,
             wait_seconds=round(state.upcoming_sleep, 3),
-            error=_describe(error),
+            error=describe(error),
         )
 
 
@@ -193,7 +199,7 @@ def _committed(unit: Unit) -> Result:
 
 
 def _transient(unit: Unit, cause: TransientError) -> Result:
-    return Result(unit.message, Disposition.TRANSIENT, 0, "transient", _describe(cause))
+    return Result(unit.message, Disposition.TRANSIENT, 0, Reason.TRANSIENT, describe(cause))
 
 
 def _seen_at(unit: Unit) -> datetime:
@@ -202,12 +208,6 @@ def _seen_at(unit: Unit) -> datetime:
     if unit.dead_letter is not None:
         return unit.dead_letter.seen_at
     raise ValueError("a unit holds events or a dead letter")
-
-
-def _describe(exc: BaseException | None) -> str:
-    if exc is None:
-        return "unknown error"
-    return f"{type(exc).__name__}: {exc}"
 
 
 __all__ = ["Committer"]

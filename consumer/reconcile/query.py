@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
+from consumer.errors import describe
 from consumer.model import CallEvent, Normalized, Provider
 from consumer.sinks.reconcile import OwedCall
 
@@ -58,7 +59,7 @@ def classify(exc: Exception) -> QueryError:
     code = str(getattr(exc, "code", "") or "")
     status = getattr(exc, "status_code", None)
     message = str(getattr(exc, "message", "") or exc)[:300]
-    reason = f"{code or type(exc).__name__}: {message}" if code else f"{type(exc).__name__}: {exc}"
+    reason = f"{code or type(exc).__name__}: {message}" if code else describe(exc)
     return classify_code(code, status if isinstance(status, int) else None, reason[:400])
 
 

@@ -26,6 +26,7 @@ import structlog
 import tenacity
 
 from consumer.config.model import Config, ReconcileConfig
+from consumer.errors import describe
 from consumer.model import Normalized, Provider
 from consumer.reconcile.metrics import ReconcileMetrics, default_metrics
 from consumer.reconcile.query import Query, QueryError, Result
@@ -163,7 +164,7 @@ class Reconciler:
                 raise
             except Exception as exc:  # a bug in a client must not end the pass
                 self.metrics.query(provider, "error")
-                raise QueryError("error", f"{type(exc).__name__}: {exc}", retry=False) from exc
+                raise QueryError("error", describe(exc), retry=False) from exc
             self.metrics.query(provider, "found" if record is not None else "not_found")
             return record
 
@@ -210,7 +211,7 @@ class Reconciler:
             try:
                 self.run_pass()
             except Exception as exc:
-                log.warning("reconcile pass failed", error=f"{type(exc).__name__}: {exc}")
+                log.warning("reconcile pass failed", error=describe(exc))
             self._stop.wait(self.every)
 
     def start(self) -> threading.Thread:

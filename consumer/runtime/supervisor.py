@@ -36,6 +36,7 @@ from typing import Any
 
 import structlog
 
+from consumer import backoff
 from consumer.config.model import Config
 from consumer.logs import configure_from
 from consumer.runtime.metrics import MULTIPROC_ENV, mark_dead, prepare_directory
@@ -223,9 +224,7 @@ class Supervisor:
                 exit_code=_describe_exit(code),
             )
             return 1
-        delay = min(
-            self.policy.max_backoff, self.policy.initial_backoff * 2 ** (child.failures - 1)
-        )
+        delay = backoff.delay(child.failures, self.policy.initial_backoff, self.policy.max_backoff)
         child.restart_at = now + delay
         log.error(
             "worker died: restarting",

@@ -31,13 +31,14 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
 
+from consumer import backoff
 from consumer.config.model import Config, QueueConfig
-from consumer.errors import ConfigError, TransientError
+from consumer.errors import ConfigError, TransientError, describe
 from consumer.logs import configure_from
 from consumer.pipeline.handler import Pipeline
 from consumer.pipeline.loop import Worker
@@ -52,7 +53,7 @@ from consumer.runtime.spec import (
     receive_settings,
 )
 from consumer.runtime.status import Slot
-from consumer.sinks import open_forward_runner, open_sink
+from consumer.sinks import Sink, open_forward_runner, open_sink
 from consumer.sources.base import Message, Source
 
 log = structlog.get_logger("consumer.runtime")
@@ -183,16 +184,9 @@ def _run_pull(spec: WorkerSpec, config: Config, slot: Slot, deadline: float) -> 
     sink = open_sink(config.sink)
     code = EXIT_FAILED
     try:
-        for delay in _retry_delays():
-            try:
-                sink.migrate()
-                break
-            except TransientError as exc:
-                _database_down(exc, delay)
-                slot.beat()  # waiting for the database is not being wedged
-                if stop.wait(delay):
-                    code = EXIT_OK
-                    return code
+        if not _migrate(sink, stop, slot):
+            code = EXIT_OK
+            return code
         metrics = PrometheusMetrics(activity=slot.beat)
         metrics.declare(queue.name)
         source = TrackedSource(open_source(queue), slot, queue.name, metrics.source_up)
@@ -259,7 +253,7 @@ def _close_quietly(source: Source, timeout: float) -> None:
         try:
             source.close()
         except Exception as exc:
-            log.warning("closing the source failed", error=f"{type(exc).__name__}: {exc}")
+            log.warning("closing the source failed", error=describe(exc))
 
     closer = threading.Thread(target=close, name="close-source", daemon=True)
     closer.start()
@@ -304,18 +298,14 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
     reconciler = open_reconciler(config)  # calls owed a final record: consumer/reconcile/
     try:
         await server.start()
-        for delay in _retry_delays():
-            try:
-                await loop.run_in_executor(None, sink.migrate)
-                break
-            except TransientError as exc:
-                _database_down(exc, delay)
-                slot.beat()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), delay)
-                if stopping.is_set():
-                    await server.close()
-                    return EXIT_OK
+        stop_migrating = threading.Event()
+        stopped = asyncio.create_task(stopping.wait())
+        stopped.add_done_callback(lambda _: stop_migrating.set())
+        migrated = await loop.run_in_executor(None, _migrate, sink, stop_migrating, slot)
+        stopped.cancel()
+        if not migrated:
+            await server.close()
+            return EXIT_OK
         server.accept()
         for name in spec.push_queues:
             metrics.declare(name)
@@ -352,16 +342,22 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
         sink.close()
 
 
-def _retry_delays() -> Iterator[float]:
-    """1, 2, 4, 8, 10, 10 ... seconds: a database outage at start-up is waited out, not a crash."""
-    delay = 1.0
-    while True:
-        yield delay
-        delay = min(delay * 2, 10.0)
+def _migrate(sink: Sink, stop: threading.Event, slot: Slot) -> bool:
+    """Migrate, waiting out a database outage at start-up (1, 2, 4, 8, 10, 10 ... seconds) rather
+    than crashing; False when `stop` is set first."""
 
+    def down(exc: BaseException, delay: float) -> None:
+        log.warning("database unavailable at start-up: retrying", error=str(exc), retry_in=delay)
+        slot.beat()  # waiting for the database is not being wedged
 
-def _database_down(exc: TransientError, delay: float) -> None:
-    log.warning("database unavailable at start-up: retrying", error=str(exc), retry_in=delay)
+    return backoff.retry_until_stopped(
+        sink.migrate,
+        retry_on=TransientError,
+        stop=stop,
+        initial=1.0,
+        maximum=10.0,
+        before_sleep=down,
+    )
 
 
 def _install_signals(stop: threading.Event, config: Config) -> None:

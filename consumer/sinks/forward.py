@@ -33,9 +33,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
-from consumer import __version__
+from consumer import __version__, backoff
 from consumer.config.model import Forward, JsonlForward, PythonForward, WebhookForward
-from consumer.errors import ConfigError
+from consumer.errors import ConfigError, describe
 from consumer.model import CallEvent
 from consumer.sinks.sql import Pending
 
@@ -117,7 +117,7 @@ class WebhookForwarder:
             response = conn.getresponse()
             answer = response.read(2048)
         except (OSError, http.client.HTTPException) as exc:
-            raise ForwardError(f"POST {self.name}: {type(exc).__name__}: {exc}") from exc
+            raise ForwardError(f"POST {self.name}: {describe(exc)}") from exc
         finally:
             conn.close()
         # Redirects are not followed: re-POSTing events somewhere else is the receiver's call.
@@ -276,9 +276,8 @@ class ForwardRunner:
             try:
                 forwarder.deliver([row.event for row in pending])
             except Exception as exc:
-                # The exponent is capped: a forwarder may be down for days (2.0**1024 overflows).
-                delay = min(self.max_backoff, self.initial_backoff * 2.0 ** min(failures, 32))
-                error = f"{type(exc).__name__}: {exc}"
+                delay = backoff.delay(failures + 1, self.initial_backoff, self.max_backoff)
+                error = describe(exc)
                 self.outbox.outbox_failed(name, self.owner, error, now + delay)
                 log.warning(
                     "forward failed: retrying later",
@@ -301,9 +300,7 @@ class ForwardRunner:
             try:
                 wait = self.run_once()
             except Exception as exc:
-                log.warning(
-                    "forward runner: outbox unavailable", error=f"{type(exc).__name__}: {exc}"
-                )
+                log.warning("forward runner: outbox unavailable", error=describe(exc))
                 wait = self.poll_seconds
             stop.wait(wait)
 

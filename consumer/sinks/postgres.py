@@ -25,7 +25,7 @@ import psycopg
 import psycopg_pool
 from psycopg.types.json import Jsonb
 
-from consumer.errors import RejectedData, TransientError
+from consumer.errors import RejectedData, TransientError, describe
 from consumer.sinks.faults import Fault
 from consumer.sinks.sql import CallKey, Cursor, SqlSink, dumps
 
@@ -201,7 +201,7 @@ def fault(exc: psycopg.Error) -> Fault:
 
 def _raise_mapped(exc: psycopg.Error) -> NoReturn:
     kind = fault(exc)
-    text = f"PostgreSQL: {type(exc).__name__}: {exc}".strip()
+    text = f"PostgreSQL: {describe(exc)}".strip()
     if exc.sqlstate:
         text += f" (SQLSTATE {exc.sqlstate})"
     if kind.transient:

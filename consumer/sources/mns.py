@@ -34,7 +34,7 @@ from mns.account import Account
 from mns.mns_exception import MNSClientException, MNSExceptionBase, MNSServerException
 
 from consumer.config.model import MnsConfig
-from consumer.errors import TransientError
+from consumer.errors import TransientError, describe
 from consumer.sources.alicom_token import (
     AlicomTokenError,
     RefreshableCredentials,
@@ -69,7 +69,7 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, MNSExceptionBase):
         request = f", request id {exc.req_id}" if exc.req_id else ""
         return f"{exc.type}: {exc.message}{request}"
-    return f"{type(exc).__name__}: {exc}"
+    return describe(exc)
 
 
 class MnsSource:

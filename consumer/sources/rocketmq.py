@@ -42,7 +42,7 @@ from typing import Any
 import structlog
 
 from consumer.config.model import RocketMqConfig
-from consumer.errors import ConfigError, TransientError
+from consumer.errors import ConfigError, TransientError, describe
 from consumer.sources.base import Message
 
 log = structlog.get_logger("consumer.sources.rocketmq")
@@ -180,7 +180,7 @@ class RocketMQSource:
             if consumer.is_running:
                 consumer.shutdown()
         except Exception as exc:  # closing must not mask what made us close
-            log.warning("rocketmq consumer shutdown failed", error=f"{type(exc).__name__}: {exc}")
+            log.warning("rocketmq consumer shutdown failed", error=describe(exc))
         pool = getattr(consumer, "_Consumer__message_decode_executor", None)
         if pool is not None:
             pool.shutdown(wait=False)
@@ -247,7 +247,7 @@ class RocketMQSource:
             return TransientError(f"rocketmq {operation} failed: {type(exc).__name__} {exc}")
         if "route" in str(exc):
             return TransientError(f"rocketmq {operation} failed: {self._route_problem()}")
-        return TransientError(f"rocketmq {operation} failed: {type(exc).__name__}: {exc}")
+        return TransientError(f"rocketmq {operation} failed: {describe(exc)}")
 
     def _route_problem(self) -> str:
         """Ask QueryRoute ourselves: the client logs the refusal and raises a bare Exception."""
