@@ -76,13 +76,13 @@ async def _burst(url: str, records: int, prefix: str) -> dict[str, Any]:
 
 @asynccontextmanager
 async def _receiver(url: str) -> AsyncIterator[str]:
-    from consumer.config.model import HttpSourceConfig, QueueConfig, SinkConfig
+    from consumer.config.model import HttpQueue, HttpSourceConfig, SinkConfig
     from consumer.sinks import open_sink
     from consumer.sources.http import PushEndpoint, PushServer
 
     sink = open_sink(SinkConfig(url=url))
     sink.migrate()
-    queue = QueueConfig(
+    queue = HttpQueue(
         name="bench-aliyun-push",
         source="http",
         format="aliyun.voice_report",

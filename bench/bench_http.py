@@ -142,7 +142,7 @@ class Row:
 
 
 async def _measure(sink_name: str, url: str, seconds: float, generators: list[str]) -> list[Row]:
-    from consumer.config.model import HttpSourceConfig, QueueConfig, SinkConfig
+    from consumer.config.model import HttpQueue, HttpSourceConfig, SinkConfig
     from consumer.sinks import open_sink
     from consumer.sources.http import BATCH_MESSAGES, GroupCommit, PushEndpoint, PushServer
 
@@ -153,7 +153,7 @@ async def _measure(sink_name: str, url: str, seconds: float, generators: list[st
         for concurrency in CONCURRENCY:
             for generator in generators:
                 name = f"bench-{sink_name}-{generator}-{concurrency}"
-                config = QueueConfig(
+                config = HttpQueue(
                     name=name,
                     source="http",
                     format="huawei.voice_call",

@@ -75,10 +75,6 @@ def masked(config: Config) -> dict[str, Any]:
         data.pop("recordings", None)  # an optional section left out stays out
     if data.get("reconcile") is None:
         data.pop("reconcile", None)  # optional section: shown only when configured
-    for queue in data["queues"]:
-        for section in ("mns", "rocketmq", "http"):
-            if queue[section] is None:
-                del queue[section]  # only the queue's own source section is meaningful
     return data
 
 

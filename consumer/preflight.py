@@ -20,7 +20,14 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from consumer.config.model import AlicomTokenAuth, Config, QueueConfig, SinkConfig
+from consumer.config.model import (
+    AlicomTokenAuth,
+    Config,
+    MnsQueue,
+    QueueConfig,
+    RocketMqQueue,
+    SinkConfig,
+)
 from consumer.errors import ConsumerError
 
 PROBE_SECONDS = 3.0
@@ -63,7 +70,7 @@ def check_brokers(
 
     All targets are tried at once, so the check takes at most about `timeout` seconds.
     """
-    selected = [q for q in config.queues if q.source != "http" and (not queues or q.name in queues)]
+    selected = [q for q in config.queues if q.pull and (not queues or q.name in queues)]
     checks = [(queue, what, group) for queue in selected for what, group in _targets(queue)]
     if not checks:
         return
@@ -79,11 +86,11 @@ def check_brokers(
 
 
 def _targets(queue: QueueConfig) -> Iterable[tuple[str, list[tuple[str, int]]]]:
-    if queue.mns is not None:
+    if isinstance(queue, MnsQueue):
         yield "MNS endpoint", [_url_address(queue.mns.endpoint)]
         if isinstance(queue.mns.auth, AlicomTokenAuth):
             yield "Alicom token endpoint", [_url_address(queue.mns.auth.token_endpoint)]
-    if queue.rocketmq is not None:
+    if isinstance(queue, RocketMqQueue):
         addresses = [item.rsplit(":", 1) for item in queue.rocketmq.endpoints.split(";")]
         yield "RocketMQ endpoints", [(host, int(port)) for host, port in addresses]
 

@@ -10,7 +10,7 @@ import ipaddress
 import re
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, get_args
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import (
@@ -25,7 +25,11 @@ from pydantic import (
     model_validator,
 )
 
+from consumer.errors import ConfigError
 from consumer.formats import FORMAT_NAMES
+
+if TYPE_CHECKING:
+    from consumer.sources.base import Source
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -331,19 +335,20 @@ class HttpSourceConfig(Strict):
         return cidrs
 
 
-class QueueConfig(Strict):
+class QueueBase(Strict):
+    """What every queue has, whatever its transport; a transport's member adds its section."""
+
     name: str = Field(
         pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
         description="1 to 64 of a-z, 0-9, _ . -, starting with a letter or digit",
     )
-    source: Literal["mns", "rocketmq", "http"]
     format: str
-    mns: MnsConfig | None = None
-    rocketmq: RocketMqConfig | None = None
-    http: HttpSourceConfig | None = None
     workers: int = Field(default=1, ge=1, le=64)
     retry: RetryConfig = RetryConfig()
     max_deliveries: int = Field(default=10, ge=1, le=1000)
+
+    pull: ClassVar[bool] = True
+    """A pull queue runs `workers` worker processes; a push queue is served by the listener."""
 
     @field_validator("format")
     @classmethod
@@ -352,20 +357,82 @@ class QueueConfig(Strict):
             raise ValueError(f"unknown format {name!r}; known: {', '.join(FORMAT_NAMES)}")
         return name
 
+    def receive_settings(self) -> tuple[float, int]:
+        """The long-poll seconds and the batch size of a pull queue."""
+        raise ConfigError(f"queues.{self.name}.source", f"{self.kind} is not a pull source")
+
+    @property
+    def kind(self) -> str:
+        """The transport: the value of `source:`."""
+        return str(getattr(self, "source"))  # noqa: B009 - each member declares its Literal
+
+    def open(self) -> Source:
+        """The queue's source, its SDK imported only now (in the one process that needs it)."""
+        from consumer.sources import open_source  # noqa: PLC0415 - the SDKs load lazily
+
+        return open_source(self)
+
+
+class MnsQueue(QueueBase):
+    source: Literal["mns"]
+    mns: MnsConfig
+
+    def receive_settings(self) -> tuple[float, int]:
+        return float(self.mns.wait_seconds), self.mns.batch_size
+
+
+ROCKETMQ_WAIT = 15.0
+"""The long poll of a RocketMQ receive (the SDK's own default)."""
+
+
+class RocketMqQueue(QueueBase):
+    source: Literal["rocketmq"]
+    rocketmq: RocketMqConfig
+
+    def receive_settings(self) -> tuple[float, int]:
+        return ROCKETMQ_WAIT, self.rocketmq.batch_size
+
     @model_validator(mode="after")
-    def _one_source_section(self) -> QueueConfig:
-        for section in ("mns", "rocketmq", "http"):
-            present = getattr(self, section) is not None
-            if section == self.source and not present:
-                raise ValueError(f"source {self.source} needs a `{section}:` section")
-            if section != self.source and present:
-                raise ValueError(f"`{section}:` does not belong to a source {self.source} queue")
-        if self.source == "rocketmq" and self.max_deliveries > ROCKETMQ_MAX_RETRIES:
+    def _broker_keeps_the_dead_letters(self) -> RocketMqQueue:
+        if self.max_deliveries > ROCKETMQ_MAX_RETRIES:
             raise ValueError(
                 f"max_deliveries must be at most {ROCKETMQ_MAX_RETRIES} for a rocketmq queue: "
                 "past that the broker moves the message to %DLQ% before dead_letters sees it"
             )
         return self
+
+
+class HttpQueue(QueueBase):
+    source: Literal["http"]
+    http: HttpSourceConfig
+
+    pull: ClassVar[bool] = False
+
+
+def _one_source_section(value: object) -> object:
+    """A queue names its transport in `source:` and configures it in the section of that name."""
+    if not isinstance(value, dict) or value.get("source") not in _SECTIONS:
+        return value  # the union reports a missing or unknown `source:`
+    source = value["source"]
+    if source not in value:
+        raise ValueError(f"source {source} needs a `{source}:` section")
+    for section in _SECTIONS:
+        if section != source and section in value:
+            raise ValueError(f"`{section}:` does not belong to a source {source} queue")
+    return value
+
+
+QueueConfig = Annotated[
+    Annotated[MnsQueue | RocketMqQueue | HttpQueue, Field(discriminator="source")],
+    BeforeValidator(_one_source_section),
+]
+"""One member per transport, told apart by `source:`; a new transport adds its member here."""
+
+_SECTIONS = tuple(
+    arg
+    for member in get_args(get_args(QueueConfig)[0])
+    for arg in get_args(member.model_fields["source"].annotation)
+)
 
 
 # -- recordings: the recording archive (README "Recording archive") -----------------------------
@@ -555,7 +622,7 @@ class Config(Strict):
             if queue.name in seen:
                 raise ValueError(f"queue name {queue.name!r} is used twice")
             seen.add(queue.name)
-            if queue.http is not None:
+            if isinstance(queue, HttpQueue):
                 if queue.http.path in paths:
                     raise ValueError(f"http path {queue.http.path!r} is used by two queues")
                 paths.add(queue.http.path)

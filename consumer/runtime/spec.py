@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from consumer.config.model import Config, QueueConfig
-from consumer.errors import ConfigError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -20,8 +19,6 @@ EXIT_UNFINISHED = 3
 """The drain deadline passed with a batch still in hand (it will be redelivered)."""
 EXIT_CONFIG = 78
 """EX_CONFIG: the configuration cannot work (restarting will not help)."""
-
-ROCKETMQ_WAIT = 15.0
 
 DEFAULT_DRAIN_SECONDS = 20.0
 """Seconds to finish in-flight work after SIGTERM; below systemd's TimeoutStopSec (90 s)."""
@@ -51,7 +48,7 @@ class WorkerSpec:
 
 
 def pull_spec(queue: QueueConfig, index: int, slot: int) -> WorkerSpec:
-    wait, _ = receive_settings(queue)
+    wait, _ = queue.receive_settings()
     # A receive may take the long poll plus the request time-out; a batch, the sink's retries.
     stale_after = wait + 15.0 + queue.retry.max.total_seconds() + 15.0
     return WorkerSpec(
@@ -63,15 +60,6 @@ def listener_spec(push_queues: Sequence[str], slot: int) -> WorkerSpec:
     return WorkerSpec(
         "listener", "listener", slot, push_queues=tuple(push_queues), stale_after=60.0
     )
-
-
-def receive_settings(queue: QueueConfig) -> tuple[float, int]:
-    """The long-poll seconds and the batch size of a pull queue."""
-    if queue.mns is not None:
-        return float(queue.mns.wait_seconds), queue.mns.batch_size
-    if queue.rocketmq is not None:
-        return ROCKETMQ_WAIT, queue.rocketmq.batch_size
-    raise ConfigError(f"queues.{queue.name}.source", f"{queue.source} is not a pull source")
 
 
 def start(spec: WorkerSpec, config: Config, array: Any, drain_seconds: float) -> None:
@@ -87,10 +75,8 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_OK",
     "EXIT_UNFINISHED",
-    "ROCKETMQ_WAIT",
     "WorkerSpec",
     "listener_spec",
     "pull_spec",
-    "receive_settings",
     "start",
 ]

@@ -110,12 +110,12 @@ class Supervisor:
         selected = [q for q in config.queues if not queues or q.name in queues]
         specs: list[WorkerSpec] = []
         for queue in selected:
-            if queue.source != "http":
+            if queue.pull:
                 for index in range(queue.workers):
                     specs.append(pull_spec(queue, index, len(specs)))
-        push = [q.name for q in selected if q.source == "http"]
+        push = [q.name for q in selected if not q.pull]
         for queue in selected:
-            if queue.source == "http" and queue.workers > 1:
+            if not queue.pull and queue.workers > 1:
                 log.warning(
                     "workers does not apply to a push queue: the listener serves them all",
                     queue=queue.name,

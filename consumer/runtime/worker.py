@@ -37,7 +37,7 @@ from typing import Any
 import structlog
 
 from consumer import backoff
-from consumer.config.model import Config, QueueConfig
+from consumer.config.model import Config
 from consumer.errors import ConfigError, TransientError, describe
 from consumer.logs import configure_from
 from consumer.pipeline.handler import Pipeline
@@ -50,7 +50,6 @@ from consumer.runtime.spec import (
     EXIT_OK,
     EXIT_UNFINISHED,
     WorkerSpec,
-    receive_settings,
 )
 from consumer.runtime.status import Slot
 from consumer.sinks import Sink, open_forward_runner, open_sink
@@ -63,25 +62,6 @@ DRAIN_MARGIN = 1.0
 FIRST_WAIT = 1.0
 """The first long poll is short: a worker counts as connected once its source has answered."""
 LISTENER_BEAT = 1.0
-
-
-def open_source(queue: QueueConfig) -> Source:
-    """The source of a pull queue."""
-    # Each source's SDK is imported here, in the one worker that needs it: an MNS worker does
-    # not load gRPC, a RocketMQ worker not the Aliyun SDKs (bench/bench_daemon.py measures it).
-    if queue.mns is not None:
-        from consumer.sources.mns import MnsSource  # noqa: PLC0415
-
-        return MnsSource(queue.mns, name=queue.name)
-    if queue.rocketmq is not None:
-        from consumer.sources.rocketmq import RocketMQSource  # noqa: PLC0415
-
-        return RocketMQSource(
-            queue.rocketmq,
-            max_deliveries=queue.max_deliveries,
-            location=f"queues.{queue.name}.rocketmq",
-        )
-    raise ConfigError(f"queues.{queue.name}.source", f"{queue.source} is not a pull source")
 
 
 class TrackedSource:
@@ -180,7 +160,7 @@ def _run_pull(spec: WorkerSpec, config: Config, slot: Slot, deadline: float) -> 
     queue = config.queue(spec.queue)
     stop = threading.Event()
     _install_signals(stop, config)
-    wait, batch_size = receive_settings(queue)
+    wait, batch_size = queue.receive_settings()
     sink = open_sink(config.sink)
     code = EXIT_FAILED
     try:
@@ -189,7 +169,7 @@ def _run_pull(spec: WorkerSpec, config: Config, slot: Slot, deadline: float) -> 
             return code
         metrics = PrometheusMetrics(activity=slot.beat)
         metrics.declare(queue.name)
-        source = TrackedSource(open_source(queue), slot, queue.name, metrics.source_up)
+        source = TrackedSource(queue.open(), slot, queue.name, metrics.source_up)
         pipeline = Pipeline.for_queue(queue, sink, metrics)
         worker = Worker(source, pipeline, batch_size=batch_size, wait=wait)
         failures: list[Exception] = []
@@ -201,7 +181,7 @@ def _run_pull(spec: WorkerSpec, config: Config, slot: Slot, deadline: float) -> 
             daemon=True,
         )
         thread.start()
-        log.info("pull worker running", queue=queue.name, source=queue.source)
+        log.info("pull worker running", queue=queue.name, source=queue.kind)
         while not stop.wait(0.2):
             if not thread.is_alive():  # only a source's refusal or bug ends the loop by itself
                 failed = failures[0] if failures else None
@@ -386,5 +366,4 @@ def _die_with_parent() -> None:
 __all__ = [
     "TrackedSource",
     "main",
-    "open_source",
 ]

@@ -44,7 +44,7 @@ from prometheus_client import (
 )
 from prometheus_client.registry import CollectorRegistry
 
-from consumer.config.model import RESERVED_HTTP_PATHS, Config, QueueConfig
+from consumer.config.model import RESERVED_HTTP_PATHS, Config, HttpQueue, QueueConfig
 from consumer.errors import ConfigError
 from consumer.formats import aliyun_vms
 from consumer.pipeline.handler import Pipeline
@@ -241,7 +241,7 @@ class PushEndpoint:
         budget: float = DEFAULT_PUSH_BUDGET,
         nonces: NonceCache | None = None,
     ) -> PushEndpoint:
-        if config.http is None:
+        if not isinstance(config, HttpQueue):
             raise ConfigError(f"queues.{config.name}", "is not a `source: http` queue")
         auth = authenticator(config.http.auth, nonces=nonces)
         ledger = NonceLedger(sink) if isinstance(auth, HuaweiAksk) else None
@@ -338,7 +338,7 @@ class PushServer:
         endpoints = [
             PushEndpoint.for_queue(queue, sink, metrics, budget=budget, nonces=nonces)
             for queue in config.queues
-            if queue.source == "http" and (not queues or queue.name in queues)
+            if isinstance(queue, HttpQueue) and (not queues or queue.name in queues)
         ]
         return cls(
             endpoints,

@@ -33,7 +33,7 @@ import structlog
 from mns.account import Account
 from mns.mns_exception import MNSClientException, MNSExceptionBase, MNSServerException
 
-from consumer.config.model import MnsConfig
+from consumer.config.model import MnsConfig, MnsQueue
 from consumer.errors import TransientError, describe
 from consumer.sources.alicom_token import (
     AlicomTokenError,
@@ -70,6 +70,11 @@ def _describe(exc: BaseException) -> str:
         request = f", request id {exc.req_id}" if exc.req_id else ""
         return f"{exc.type}: {exc.message}{request}"
     return describe(exc)
+
+
+def open_queue(queue: MnsQueue) -> MnsSource:
+    """The source of a `source: mns` queue (`consumer.sources.open_source`)."""
+    return MnsSource(queue.mns, name=queue.name)
 
 
 class MnsSource:
@@ -282,4 +287,4 @@ def _handle(message: Message) -> MnsHandle:
     return message.handle
 
 
-__all__ = ["MnsHandle", "MnsSource"]
+__all__ = ["MnsHandle", "MnsSource", "open_queue"]

@@ -41,7 +41,7 @@ from typing import Any
 
 import structlog
 
-from consumer.config.model import RocketMqConfig
+from consumer.config.model import RocketMqConfig, RocketMqQueue
 from consumer.errors import ConfigError, TransientError, describe
 from consumer.sources.base import Message
 
@@ -91,6 +91,15 @@ def import_client() -> ModuleType:
             raise TransientError(
                 f"cannot import rocketmq: it needs a writable $HOME/logs ({first})"
             ) from first
+
+
+def open_queue(queue: RocketMqQueue) -> RocketMQSource:
+    """The source of a `source: rocketmq` queue (`consumer.sources.open_source`)."""
+    return RocketMQSource(
+        queue.rocketmq,
+        max_deliveries=queue.max_deliveries,
+        location=f"queues.{queue.name}.rocketmq",
+    )
 
 
 class RocketMQSource:
@@ -433,4 +442,4 @@ def _details(exc: Exception) -> str:
     return str(exc)
 
 
-__all__ = ["RocketMQSource", "import_client"]
+__all__ = ["RocketMQSource", "import_client", "open_queue"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from consumer.config.model import QueueConfig
+from consumer.config.model import HttpQueue
 from consumer.formats import get_format
 from consumer.pipeline import Counters, Disposition, Pipeline
 from tests.conformance import bodies
@@ -105,7 +105,7 @@ def test_every_line_about_a_message_carries_its_ids_and_never_its_body(
 
 
 def test_for_queue_takes_the_queue_settings() -> None:
-    config = QueueConfig.model_validate(
+    config = HttpQueue.model_validate(
         {
             "name": "vms",
             "source": "http",

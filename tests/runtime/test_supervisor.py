@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from consumer.config.model import Config, HttpSourceConfig, QueueConfig, RocketMqConfig
+from consumer.config.model import (
+    Config,
+    HttpQueue,
+    HttpSourceConfig,
+    RocketMqConfig,
+    RocketMqQueue,
+)
 from consumer.runtime.supervisor import Policy, Supervisor
 from tests.runtime import workers
 from tests.runtime.helpers import NotifySocket
@@ -25,14 +31,14 @@ FAST = Policy(initial_backoff=0.05, max_backoff=0.2, max_crashes=3, crash_window
 def config(pull_workers: int = 2) -> Config:
     return Config(
         queues=[
-            QueueConfig(
+            RocketMqQueue(
                 name="bot",
                 source="rocketmq",
                 format="aliyun.outbound_bot",
                 workers=pull_workers,
                 rocketmq=RocketMqConfig(endpoints="127.0.0.1:1", topic="T", group="G"),
             ),
-            QueueConfig(
+            HttpQueue(
                 name="push",
                 source="http",
                 format="huawei.voice_call",

@@ -27,6 +27,7 @@ from multidict import CIMultiDict
 
 from consumer.config.load import load_config
 from consumer.config.model import (
+    HttpQueue,
     HttpSourceConfig,
     NoAuth,
     PushAuth,
@@ -91,7 +92,7 @@ def queue(
     allow_from: Sequence[str] = (),
     max_body_bytes: int = 1_048_576,
 ) -> QueueConfig:
-    return QueueConfig(
+    return HttpQueue(
         name=name,
         source="http",
         format=fmt,
