@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
-from consumer.errors import InvalidMessage
+from consumer.errors import InvalidMessage, clip
 from consumer.formats import Format
 from consumer.formats import _decode as d
 from consumer.model import (
@@ -165,9 +165,11 @@ def _load_form(text: str) -> Any:
         else:  # `%7B...%7D` alone: the JSON itself, urlencoded, with no field name
             pairs = [("", unquote_plus(text, errors="strict"))]
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidMessage("not_json", f"body is neither JSON nor a form: {exc}") from None
+        raise InvalidMessage(  # parse_qsl's error quotes the whole field
+            "not_json", f"body is neither JSON nor a form: {clip(str(exc), quote=False)}"
+        ) from None
     if len(pairs) != 1:
-        names = ", ".join(repr(name) for name, _ in pairs[:5])
+        names = ", ".join(clip(name) for name, _ in pairs[:5])
         raise InvalidMessage(
             "bad_form", f"form body has {len(pairs)} fields ({names}); expected one holding JSON"
         )
@@ -175,7 +177,7 @@ def _load_form(text: str) -> Any:
     try:
         return d.load_json(raw.encode("utf-8", "surrogatepass"))
     except InvalidMessage as exc:
-        raise InvalidMessage(exc.reason, f"form field {name!r}: {exc.detail}") from None
+        raise InvalidMessage(exc.reason, f"form field {clip(name)}: {exc.detail}") from None
 
 
 def _unwrap(record: JsonObject) -> JsonObject:
@@ -203,8 +205,8 @@ def _kind(record: JsonObject) -> Kind:
         if kind is None:
             raise InvalidMessage(
                 "unknown_event_type",
-                f"pushType {push_type!r} is not one of {', '.join(PUSH_KINDS)}"
-                + ("" if call_event is None else f", and callEvent {call_event!r} is unknown"),
+                f"pushType {clip(push_type)} is not one of {', '.join(PUSH_KINDS)}"
+                + ("" if call_event is None else f", and callEvent {clip(call_event)} is unknown"),
             )
         return kind
     if call_event is not None:
@@ -212,7 +214,7 @@ def _kind(record: JsonObject) -> Kind:
         if kind is None:
             raise InvalidMessage(
                 "unknown_event_type",
-                f"callEvent {call_event!r} is not one of {', '.join(CALL_EVENT_KINDS)}",
+                f"callEvent {clip(call_event)} is not one of {', '.join(CALL_EVENT_KINDS)}",
             )
         return kind
     if d.text(record, "cdrType") is not None:

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import structlog
 
-from consumer.errors import InvalidMessage
+from consumer.errors import DETAIL_LIMIT, InvalidMessage, clip
 from consumer.formats import Format
 from consumer.logs import message_context
 from consumer.sinks.base import DeadLetter, StoredEvent
@@ -36,11 +36,13 @@ class Unit:
 def dead_letter(
     queue: str, message: Message, reason: str, error: str, seen_at: datetime
 ) -> DeadLetter:
+    """The dead letter of `message`; `error` may quote the body (a format bug's exception, a
+    value the database refused), so it is cut to `DETAIL_LIMIT` characters with its size."""
     return DeadLetter(
         queue=queue,
         message_id=message.id,
         reason=reason,
-        error=error,
+        error=clip(error, DETAIL_LIMIT, quote=False),
         payload=message.body,
         attempts=message.delivery_count,
         seen_at=seen_at,
