@@ -1,8 +1,8 @@
 """Logging: structlog, one JSON object per line on stderr (a console layout on a terminal).
 
 Every line passes through the same chain: context variables (the message being handled), level,
-UTC timestamp, exception text, secret redaction, a cap on the length of every value (untrusted
-input must not make a log line of a megabyte), phone-number masking, rendering, and a last
+UTC timestamp, exception text, secret redaction, phone-number masking, a cap on the length of
+every value (untrusted input must not make a log line of a megabyte), rendering, and a last
 redaction of the rendered text. Redaction runs on the event dict *and* on the final line, so a
 secret cannot slip out through a repr, a traceback or JSON escaping.
 
@@ -281,8 +281,8 @@ def _redact(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
 def _cap(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     """The last line against log amplification: every long string is cut (`errors.clip`).
 
-    Runs after the redaction, which sees whole values (a cut could split a secret), and
-    before the masking, which then works on short values only.
+    Runs after the redaction and the masking (both linear), which must see whole values: a cut
+    could split a secret or a phone number and leave its head unmasked.
     """
     for key, value in event.items():
         if type(value) is str:
@@ -361,8 +361,8 @@ _PROCESSORS: list[Processor] = [
     structlog.processors.StackInfoRenderer(),
     structlog.processors.format_exc_info,
     _redact,
-    _cap,
     _mask,
+    _cap,
     _render,
 ]
 
