@@ -134,9 +134,8 @@ def slow_format(seconds: float) -> Format:
     def parse(body: bytes) -> list[Normalized]:
         if body.startswith(b"SLOW"):
             end = time.monotonic() + seconds
-            spins = 0
             while time.monotonic() < end:
-                spins += 1
+                pass
             body = body.removeprefix(b"SLOW")
         return real.parse(body)
 
