@@ -12,7 +12,6 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, unquote_plus
 
 from consumer.errors import InvalidMessage, clip
 from consumer.formats import Format
@@ -161,17 +160,17 @@ def _form_text(body: bytes) -> str | None:
 def _load_form(text: str) -> Any:
     try:
         if "=" in text:
-            pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict")
+            count, pairs = d.form_fields(text)
         else:  # `%7B...%7D` alone: the JSON itself, urlencoded, with no field name
-            pairs = [("", unquote_plus(text, errors="strict"))]
+            count, pairs = 1, [("", d.unquote_plus(text))]
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidMessage(  # parse_qsl's error quotes the whole field
             "not_json", f"body is neither JSON nor a form: {clip(str(exc), quote=False)}"
         ) from None
-    if len(pairs) != 1:
-        names = ", ".join(clip(name) for name, _ in pairs[:5])
+    if count != 1:
+        names = ", ".join(clip(name) for name, _ in pairs)
         raise InvalidMessage(
-            "bad_form", f"form body has {len(pairs)} fields ({names}); expected one holding JSON"
+            "bad_form", f"form body has {count} fields ({names}); expected one holding JSON"
         )
     name, raw = pairs[0]
     try:

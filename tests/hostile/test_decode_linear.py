@@ -13,12 +13,16 @@ import json
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from typing import Any
+from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus as stdlib_unquote_plus
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consumer.errors import InvalidMessage
 from consumer.formats import FORMAT_NAMES, parse
-from consumer.formats._decode import MAX_BODY_BYTES
+from consumer.formats._decode import MAX_BODY_BYTES, form_fields, unquote_plus
 from consumer.logs import mask_phone_numbers
 from consumer.sources.http_auth import Credentials, HuaweiAksk, sign_huawei
 
@@ -156,3 +160,65 @@ def test_megabytes_of_digits_in_a_phone_field_are_masked() -> None:
     # When they are masked, Then the run keeps 3 + 4 digits and each number its own
     assert mask_phone_numbers(digits, phone_field=True) == "111****1111"
     assert mask_phone_numbers(numbers) == "138****5678 " * (LIMIT // 12)
+
+
+def test_a_form_of_a_million_empty_fields_is_refused_naming_the_field() -> None:
+    # Given a 7moor form body of `a=&` up to the limit (parse_qsl decoded every field first)
+    body = b"a=&" * (LIMIT // 3)
+    # When it is parsed, Then the last, empty field is named by its number
+    error = invalid("moor7.event", body)
+    assert error.reason == "not_json"
+    count = LIMIT // 3 + 1
+    assert error.detail.endswith(f"bad query field: field {count} of {count} has no '='")
+
+
+def test_a_form_field_of_escapes_up_to_the_limit_is_decoded() -> None:
+    # Given a 7moor form whose one field is a urlencoded voice push, each byte escaped, padded
+    # with escaped spaces up to the limit
+    push = b'{"pushType": "login", "agentNumber": "8001", "statusTime": "2024-05-01 10:00:00"}'
+    escaped = "".join(f"%{byte:02X}" for byte in push)
+    body = ("data=" + escaped + "%20" * ((LIMIT - len(escaped) - 5) // 3)).encode()
+    # When it is parsed, Then it is the same event as the JSON
+    assert parse("moor7.event", body) == parse("moor7.event", push)
+
+
+FORM_PIECES = st.sampled_from(
+    [
+        *"%%%==&&+_ \t\r\naZgG09fFcCeE7",
+        *("é", "秒", "%E7", "%A7", "%92", "%3D", "%25", "%0A", "%C3", "%A9", "%e7", "%26"),
+        *("\x00", "\x7f"),
+    ]
+)
+
+
+def _outcome(call: Any, text: str) -> tuple[str, Any]:
+    try:
+        return "ok", call(text)
+    except UnicodeDecodeError:
+        return "not utf-8", None
+    except ValueError:
+        return "malformed", None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(FORM_PIECES, max_size=24).map("".join))
+def test_unquote_plus_answers_as_the_standard_library_does(text: str) -> None:
+    # Given any text of escapes, separators and UTF-8, Then the C-speed decoding agrees
+    assert _outcome(unquote_plus, text) == _outcome(
+        lambda t: stdlib_unquote_plus(t, errors="strict"), text
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(FORM_PIECES, max_size=24).map("".join).filter(lambda text: "=" in text))
+def test_form_fields_answer_as_parse_qsl_does(text: str) -> None:
+    # Given any form text, When both read it
+    got = _outcome(form_fields, text)
+    want = _outcome(
+        lambda t: parse_qsl(t, keep_blank_values=True, strict_parsing=True, errors="strict"), text
+    )
+    # Then both refuse it, or both give the same fields (the first five of them, decoded)
+    if want[0] == "ok":
+        assert got == ("ok", (len(want[1]), want[1][:5]))
+    else:
+        assert got[0] != "ok"
