@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What the test suite talks to besides Python packages: PostgreSQL on 127.0.0.1:5432 (database
-# `test`, trust auth) and systemd-analyze (the unit's verify and security tests). Installs or
+# `test`, trust auth), systemd-analyze (the unit's verify and security tests), chattr and mount
+# (tests/hostile make SQLite files immutable and fill a small tmpfs, as root). Installs or
 # starts them where this machine allows it (root with apt and a local cluster); says what is
 # missing otherwise, and the tests that need it then fail rather than skip.
 set -uo pipefail
@@ -9,6 +10,13 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd >/dev/null
   else
     echo "test-prereqs: systemd-analyze is missing (Debian package: systemd)" >&2
+  fi
+fi
+if ! command -v chattr >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends e2fsprogs >/dev/null
+  else
+    echo "test-prereqs: chattr is missing (Debian package: e2fsprogs)" >&2
   fi
 fi
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then

@@ -4,10 +4,12 @@ Every problem becomes a `ConfigError` whose location names the file and the key 
 (`queues[1].mns.queue`; in a conf.d layout the queue's own file and the path inside it), so an
 operator can go straight to the line. YAML is read node by node rather than with `safe_load`
 because `safe_load` silently keeps the last of two duplicate keys and forgets line numbers.
+Sizes, node counts and nesting are bounded as the files are read (`consumer.config.limits`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -23,6 +25,18 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
+from consumer.config.limits import (
+    MAX_DEPTH,
+    MAX_DIRECTORY_BYTES,
+    MAX_FILE_BYTES,
+    MAX_NODES,
+    MAX_QUEUES,
+    MAX_REFERENCE_BYTES,
+    LimitExceeded,
+    compose,
+    read_bounded,
+    size_text,
+)
 from consumer.config.model import Config
 from consumer.errors import ConfigError
 
@@ -30,8 +44,6 @@ KeyPath = tuple[str | int, ...]
 
 CONF_D_MAIN = "consumer.yaml"
 CONF_D_QUEUES = "queues.d"
-_MAX_DEPTH = 64
-_MAX_NODES = 100_000
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATH_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -68,6 +80,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         raise ConfigErrors([ConfigError(str(root), "not a file or a directory")])
     else:
         raise ConfigErrors([ConfigError(str(root), "no such file or directory")])
+    loader.check_queue_count(data)
     loader.check_unique(data)
     try:
         config = Config.model_validate(data)
@@ -106,7 +119,9 @@ class _Loader:
         self.documents: list[_Document] = []
         self.problems: list[_Problem] = []
         self.references: list[tuple[KeyPath, str]] = []
-        self._nodes = 0
+        self._nodes = 0  # built, across all files
+        self._composed = 0  # composed (aliases expanded), across all files
+        self._bytes_read = 0  # of configuration files, across all files
         self._clashes = False
         self._base_dir = Path()
         self._constructor = yaml.SafeLoader("")
@@ -147,11 +162,8 @@ class _Loader:
             raise ConfigErrors(
                 [ConfigError(str(queues_dir), "missing: a conf.d directory needs this directory")]
             )
-        files = sorted(
-            entry
-            for entry in queues_dir.iterdir()
-            if entry.suffix in (".yaml", ".yml") and not entry.name.startswith(".")
-        )
+        files = sorted(_queue_files(queues_dir))
+        _check_directory_size(root, [main, *files])
         queues: list[Any] = []
         for entry in files:
             if entry.suffix == ".yml":
@@ -180,15 +192,28 @@ class _Loader:
 
     def _parse(self, path: Path, document: _Document) -> Any:
         try:
-            text = path.read_bytes().decode("utf-8")
+            raw = read_bounded(path, MAX_FILE_BYTES, "a configuration file")
+            self._bytes_read += len(raw)
+            if self._bytes_read > MAX_DIRECTORY_BYTES:  # only a conf.d directory gets here
+                raise LimitExceeded(
+                    f"the files of the conf.d directory hold more than"
+                    f" {size_text(MAX_DIRECTORY_BYTES)} up to this one,"
+                    " the limit of a configuration directory"
+                )
+            text = raw.decode("utf-8")
         except OSError as exc:
             raise ConfigErrors([ConfigError(str(path), f"cannot read: {exc.strerror}")]) from None
+        except LimitExceeded as exc:
+            raise ConfigErrors([ConfigError(str(path), exc.problem)]) from None
         except UnicodeDecodeError as exc:
             raise ConfigErrors(
                 [ConfigError(str(path), f"not UTF-8 text (byte {exc.start})")]
             ) from None
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            node, composed = compose(text, MAX_NODES - self._composed)
+            self._composed += composed
+        except LimitExceeded as exc:
+            raise ConfigErrors([_limit_error(str(path), exc)]) from None
         except yaml.MarkedYAMLError as exc:
             raise ConfigErrors([_syntax_error(str(path), text, exc)]) from None
         except yaml.YAMLError as exc:
@@ -204,14 +229,7 @@ class _Loader:
     # -- YAML nodes to data ----------------------------------------------------------------
 
     def _build(self, node: yaml.Node, document: _Document, where: KeyPath, depth: int) -> Any:
-        self._nodes += 1
-        if depth > _MAX_DEPTH or self._nodes > _MAX_NODES:
-            self._fail(
-                document,
-                where[: len(document.prefix) + 1],
-                "nested too deeply or too large (a recursive alias?)",
-            )
-            raise ConfigErrors(self._errors())
+        self._charge(document, where, depth)
         document.lines.setdefault(where, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             return self._build_mapping(node, document, where, depth)
@@ -225,9 +243,21 @@ class _Loader:
             return self._expand(value, document, where)
         return value
 
+    def _charge(self, document: _Document, where: KeyPath, depth: int) -> None:
+        """Count one node built; stop a recursive alias (which composing counts once)."""
+        self._nodes += 1
+        if depth > MAX_DEPTH or self._nodes > MAX_NODES:
+            self._fail(
+                document,
+                where[: len(document.prefix) + 1],
+                "nested too deeply or too large (a recursive alias?)",
+            )
+            raise ConfigErrors(self._errors())
+
     def _build_mapping(
         self, node: yaml.MappingNode, document: _Document, where: KeyPath, depth: int
     ) -> dict[str, Any]:
+        self._charge(document, where, depth)  # merged mappings count too
         result: dict[str, Any] = {}
         key_lines: dict[str, int] = {}
         merges: list[yaml.Node] = []
@@ -342,9 +372,14 @@ class _Loader:
             return None
         path = self._base_dir / expanded
         try:
-            content = path.read_bytes().decode("utf-8")
+            content = read_bounded(path, MAX_REFERENCE_BYTES, "a file read by ${file:}").decode(
+                "utf-8"
+            )
         except OSError as exc:
             self._fail(document, where, f"cannot read {path}: {exc.strerror}")
+            return None
+        except LimitExceeded as exc:
+            self._fail(document, where, f"{path} is {exc.problem}")
             return None
         except UnicodeDecodeError:
             self._fail(document, where, f"{path} is not UTF-8 text")
@@ -356,6 +391,17 @@ class _Loader:
         return content
 
     # -- cross-queue checks ----------------------------------------------------------------
+
+    def check_queue_count(self, data: Any) -> None:
+        """At most `MAX_QUEUES` queues, before any of them is validated."""
+        if not isinstance(data, dict) or not isinstance(data.get("queues"), list):
+            return
+        if len(data["queues"]) > MAX_QUEUES:
+            self._fail_at(
+                ("queues",),
+                f"{len(data['queues'])} queues: more than {MAX_QUEUES}, the queue limit",
+            )
+            raise ConfigErrors(self._errors())
 
     def check_unique(self, data: Any) -> None:
         """Name and path clashes, located at the second queue (the model only sees the list)."""
@@ -461,6 +507,52 @@ def _line_for(document: _Document, where: KeyPath) -> int | None:
         if line is not None:
             return line
     return None
+
+
+def _queue_files(directory: Path) -> list[Path]:
+    """The queue files of queues.d; `ConfigErrors` past `MAX_QUEUES`, before reading any."""
+    found: list[Path] = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.name.endswith((".yaml", ".yml")):
+                continue
+            found.append(Path(entry.path))
+            if len(found) > MAX_QUEUES:
+                raise ConfigErrors(
+                    [
+                        ConfigError(
+                            str(directory),
+                            f"more than {MAX_QUEUES} queue files, the queue limit",
+                        )
+                    ]
+                )
+    return found
+
+
+def _check_directory_size(root: Path, files: list[Path]) -> None:
+    """The files' sizes together, before any is read (reading checks again, as it goes)."""
+    total = 0
+    for path in files:
+        with contextlib.suppress(OSError):  # reading it says why it cannot be read
+            total += path.stat().st_size
+    if total > MAX_DIRECTORY_BYTES:
+        raise ConfigErrors(
+            [
+                ConfigError(
+                    str(root),
+                    f"its files hold {total:,} bytes: more than {size_text(MAX_DIRECTORY_BYTES)},"
+                    " the limit of a configuration directory",
+                )
+            ]
+        )
+
+
+def _limit_error(file: str, exc: LimitExceeded) -> ConfigError:
+    if exc.mark is None:
+        return ConfigError(file, exc.problem)
+    return ConfigError(
+        f"{file}: line {exc.mark.line + 1}, column {exc.mark.column + 1}", exc.problem
+    )
 
 
 def _closing_brace(text: str, start: int) -> int:

@@ -276,11 +276,24 @@ class TokenAuth(Strict):
         return token
 
 
+MAX_PUSH_SKEW = timedelta(minutes=15)
+
+
 class HuaweiAkskAuth(Strict):
     mode: Literal["huawei_aksk"]
     app_key: str
     app_secret: SecretStr
     max_skew: Duration = timedelta(minutes=5)
+    """How far `Created` may be from now; a nonce is remembered (in the database) this long."""
+
+    @field_validator("max_skew")
+    @classmethod
+    def _skew_in_range(cls, skew: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= skew <= MAX_PUSH_SKEW:
+            raise ValueError(
+                f"must be 1s to {MAX_PUSH_SKEW.seconds // 60}m, not {skew.total_seconds():g}s"
+            )
+        return skew
 
 
 PushAuth = Annotated[NoAuth | TokenAuth | HuaweiAkskAuth, Field(discriminator="mode")]

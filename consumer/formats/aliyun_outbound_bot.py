@@ -204,7 +204,7 @@ def _parse_record(record: JsonObject) -> list[Normalized]:
         return [job.completed(), *(job.task_record(task) for task in tasks)]
     if kind is Kind.RECORDING_READY:
         return [job.recording_ready()]
-    return [job.call_event(kind, _latest(_tasks(record)))]
+    return [job.call_event(kind, _attempt(record, event_type))]
 
 
 class _Job:
@@ -309,8 +309,8 @@ class _Job:
         event = self._event(Kind.CALL_RECORD, key, **fields)
         return Normalized(event, {**self.record, "tasks": [task]})
 
-    def call_event(self, kind: Kind, task: JsonObject | None) -> Normalized:
-        fields = _task_fields(task or {}, final=False)
+    def call_event(self, kind: Kind, task: JsonObject) -> Normalized:
+        fields = _task_fields(task, final=False)
         fields["extras"] = {**fields["extras"], **self._job_status_extra()}
         if kind is Kind.CALL_INITIATED:
             fields["started_at"] = d.first(fields["started_at"], self.event_time)
@@ -345,10 +345,17 @@ class _Job:
             "mkv_url": d.text(recording, "mkvUrl"),
         }
         extras.update({f"recording.{k}": v for k, v in recording.items() if k not in _RECORDING})
+        # A recording of no call, or without its URL, would be a hollow event (strict shapes).
+        call_id = d.first(call_id, fields["call_id"])
+        if call_id is None:
+            raise InvalidMessage("missing_field", "recording.callId is missing or empty")
+        url = d.text(recording, "url")
+        if url is None:
+            raise InvalidMessage("missing_field", "recording.url is missing or empty")
         fields.update(
-            call_id=d.first(call_id, fields["call_id"]),
+            call_id=call_id,
             refs={**fields["refs"], **d.compact({"task_id": task_id})},
-            recording_url=d.text(recording, "url"),
+            recording_url=url,
             duration_seconds=d.integer(recording, "duration"),
             extras=extras,
         )
@@ -422,12 +429,10 @@ def _millis(record: Mapping[str, Any], key: str) -> datetime | None:
 
 
 def _contact(record: JsonObject) -> JsonObject:
-    """`contacts[0]` (one job = one contact, FAQ Q2); an object sent instead of a list is taken."""
+    """`contacts[0]` (one job = one contact, FAQ Q2); the document makes `contacts` an array."""
     contacts = record.get("contacts")
     if contacts in (None, "", []):
         return {}
-    if isinstance(contacts, dict):
-        return contacts
     if isinstance(contacts, list):
         if isinstance(contacts[0], dict):
             return contacts[0]
@@ -451,6 +456,22 @@ def _tasks(record: JsonObject) -> list[JsonObject]:
     return tasks
 
 
+def _attempt(record: JsonObject, event_type: str) -> JsonObject:
+    """The attempt a call-level message is about; without one (or its callId) the event would
+    be a hollow call event that merges into no call, so the message is refused."""
+    tasks = _tasks(record)
+    task = _latest(tasks)
+    if task is None:
+        raise InvalidMessage(
+            "missing_field", f"tasks is missing or empty in a {event_type} (a call event)"
+        )
+    if d.text(task, "callId") is None:
+        raise InvalidMessage(
+            "missing_field", f"tasks[{tasks.index(task)}].callId is missing or empty"
+        )
+    return task
+
+
 def _latest(tasks: list[JsonObject]) -> JsonObject | None:
     """The attempt a call-level message is about: the greatest actualTime, the last on a tie."""
     if not tasks:
@@ -463,8 +484,6 @@ def _flatten_extras(value: Any) -> dict[str, Any]:
     """Job custom parameters, `[{key, value}]`, as a mapping; the last of a repeated key wins."""
     if value in (None, "", [], {}):
         return {}
-    if isinstance(value, dict):
-        return dict(value)
     if not isinstance(value, list):
         raise InvalidMessage(
             "bad_field", f"extras must be an array of {{key, value}}, got {d.type_name(value)}"

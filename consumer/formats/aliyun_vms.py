@@ -1,12 +1,13 @@
-"""What the four Aliyun VMS receipt formats share (providers.md §1).
+"""What the four Aliyun VMS receipt formats share (docs/formats.md).
 
-The status-code table (§1.2) is used by three of them, and all four share the body decoding
-(§1.1), the `call_id` that merges them into one `calls` row, the `out_id` echo and the Shanghai
-wall clock (§0.1). Each format module only says which field goes where.
+The status-code table is used by three of them, and all four share the body decoding (MNS
+object or HTTP-push array), the `call_id` that merges them into one `calls` row, the `out_id`
+echo and the Shanghai wall clock. Each format module only says which field goes where.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -26,11 +27,12 @@ from consumer.model import (
 
 PROVIDER = Provider.ALIYUN_VMS
 
-# Every documented VMS scenario is platform-originated (providers.md §1.3, proposal).
+# Every documented VMS scenario but the inbound one (`biz_id`) is platform-originated.
 DIRECTION = Direction.OUTBOUND
 
-# §1.2: final codes only. Intermediate codes (200101-200103, 200201, 200202, 300000), 200100
-# without an answer time and anything undocumented fall through to `unknown`.
+# Final codes only (运营商回执错误码, help.aliyun.com/document_detail/55085.htm). Intermediate
+# codes (200101-200103, 200201, 200202, 300000), 200100 without an answer time and anything
+# undocumented fall through to `unknown`.
 OUTCOMES: Mapping[str, Outcome] = {
     "200000": Outcome.ANSWERED,
     "200001": Outcome.ANSWERED,
@@ -64,10 +66,19 @@ OUTCOMES: Mapping[str, Outcome] = {
     "476": Outcome.OUT_OF_SERVICE,
 }
 
-# `hangup_direction` (§1.3): the platform calls out, so "the user" is the callee.
-HANGUP_BY: Mapping[str, HangupBy] = {"用户": HangupBy.CALLEE, "机器": HangupBy.SYSTEM}
+# `hangup_direction`: the platform calls out, so "the user" (用户) is the callee. The dual-call
+# page's example sends "aleg" (the caller leg, called first); "bleg" is its other leg.
+HANGUP_BY: Mapping[str, HangupBy] = {
+    "用户": HangupBy.CALLEE,
+    "机器": HangupBy.SYSTEM,
+    "aleg": HangupBy.CALLER,
+    "bleg": HangupBy.CALLEE,
+}
 
-# out_id of the smart-outbound SaaS assistant: ALICOM_SMART_SAAS^<batch task id>^... (§1.3).
+# The answer body of the HTTP batch push: `code` a number, any `msg` (http-batch-delivery-mode-1).
+PUSH_ANSWER = json.dumps({"code": 0, "msg": "接收成功"}, ensure_ascii=False).encode("utf-8")
+
+# out_id of the smart-outbound SaaS assistant: ALICOM_SMART_SAAS^<batch task id>^....
 SAAS_PREFIX = "ALICOM_SMART_SAAS^"
 
 _MAX_DIGITS = 18
@@ -88,8 +99,21 @@ def outcome(code: str | None, *, answered: bool = False) -> Outcome:
 
 
 def call_id(record: Mapping[str, Any]) -> str:
-    """The id that merges the four message types into one call; without it nothing merges."""
-    return _decode.required_text(record, "call_id")
+    """The id that merges the four message types into one call; without it nothing merges.
+
+    An inbound record (呼入) carries no `call_id` but a `biz_id`, which then stands in for it.
+    """
+    value = _decode.text(record, "call_id") or _decode.text(record, "biz_id")
+    if value is None:
+        raise InvalidMessage("missing_field", "call_id is missing or empty")
+    return value
+
+
+def direction(record: Mapping[str, Any]) -> Direction:
+    """Inbound for the inbound layout (`biz_id` without `call_id`), else outbound."""
+    if _decode.text(record, "call_id") is None and _decode.text(record, "biz_id") is not None:
+        return Direction.INBOUND
+    return DIRECTION
 
 
 def out_id_fields(record: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
@@ -111,7 +135,7 @@ def hangup_by(record: Mapping[str, Any]) -> tuple[HangupBy | None, str | None]:
 
 
 def time(record: Mapping[str, Any], key: str) -> datetime | None:
-    """A Shanghai wall time (§0.1) in UTC; `0001-01-01 07:59:59` has no UTC instant: bad_time."""
+    """A Shanghai wall time in UTC; `0001-01-01 07:59:59` has no UTC instant: bad_time."""
     return in_utc(_decode.shanghai_time(record, key), key)
 
 
@@ -150,7 +174,7 @@ def required_whole_number(record: Mapping[str, Any], key: str) -> int:
 
 
 def duration(record: Mapping[str, Any], key: str = "duration") -> int | None:
-    """Talk time in seconds from `10`, `"10"` or `"10秒"` (§1.3, §1.7 item 4)."""
+    """Talk time in seconds from `10`, `"10"` or `"10秒"` (both spellings are on the pages)."""
     raw = _decode.text(record, key)
     if raw is None:
         return None
@@ -174,11 +198,13 @@ def undocumented(record: Mapping[str, Any], documented: frozenset[str]) -> JsonO
     return {key: value for key, value in record.items() if key not in documented}
 
 
-def event(**fields: Any) -> CallEvent:
-    """A VMS event: provider, direction and absent-value-free refs and extras filled in."""
+def event(record: Mapping[str, Any] | None = None, **fields: Any) -> CallEvent:
+    """A VMS event: provider, direction (from `record`'s layout) and absent-value-free refs and
+    extras filled in."""
     fields["refs"] = _decode.compact(fields.get("refs", {}))
     fields["extras"] = _decode.compact(fields.get("extras", {}))
-    return _decode.build(provider=PROVIDER, direction=DIRECTION, **fields)
+    found = DIRECTION if record is None else direction(record)
+    return _decode.build(provider=PROVIDER, direction=found, **fields)
 
 
 def parse_records(body: bytes, normalize: Callable[[JsonObject], CallEvent]) -> list[Normalized]:

@@ -1,4 +1,4 @@
-"""`aliyun.voice_asr_report`: Aliyun VMS VoiceRTASRReport, real-time ASR (providers.md §1.6).
+"""`aliyun.voice_asr_report`: Aliyun VMS VoiceRTASRReport, real-time ASR (docs/formats.md).
 
 Each record is one recognized sentence. `begin_time` is the call's start, the same for every
 sentence of a call, so a sentence is dated by `begin_time` plus its `begin_offset` (ms).
@@ -15,6 +15,7 @@ NAME = "aliyun.voice_asr_report"
 
 DOCUMENTED = frozenset(
     {"role", "identity", "words", "begin_offset", "end_offset", "begin_time", "call_id", "out_id"}
+    | {"biz_id"}
 )
 
 
@@ -36,6 +37,7 @@ def normalize(record: dict[str, Any]) -> CallEvent:
     identity = _decode.text(record, "identity")
     correlation_id, refs = aliyun_vms.out_id_fields(record)
     return aliyun_vms.event(
+        record,
         event_id=event_id(NAME, call_id, role, identity, begin_offset, end_offset),
         kind=Kind.ASR_SENTENCE,
         call_id=call_id,

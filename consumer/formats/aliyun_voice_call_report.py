@@ -1,6 +1,6 @@
-"""`aliyun.voice_call_report`: Aliyun VMS VoiceCallReport, intermediate states (providers.md §1.4).
+"""`aliyun.voice_call_report`: Aliyun VMS VoiceCallReport, intermediate states (docs/formats.md).
 
-These give the ringing and answer times before the VoiceReport arrives (§0.3). A single call
+These give the ringing and answer times before the VoiceReport arrives. A single call
 goes 200101 → 200201 → 200102 → 200100; a dual call 200101 → 200201 → 200102 → 200202 →
 200103 → 200100. The message does not say which, so 200102 (caller leg answered in a dual call)
 is `call.answered` either way.
@@ -16,11 +16,13 @@ from consumer.model import CallEvent, Kind, Normalized, Outcome, event_id
 
 NAME = "aliyun.voice_call_report"
 
+# The outbound layout, plus the inbound one's `biz_id` (its call id) and `extend`.
 DOCUMENTED = frozenset(
     {"call_id", "status_code", "smart_status_code", "status_time", "out_id", "dtmf"}
+    | {"biz_id", "extend"}
 )
 
-# §1.4 kind mapping; any other code is a final one and ends the call.
+# Kind mapping (ours); any other code is a final one and ends the call.
 KINDS: Mapping[str, Kind] = {
     "200101": Kind.CALL_INITIATED,
     "200201": Kind.CALL_RINGING,
@@ -52,7 +54,7 @@ def normalize(record: dict[str, Any]) -> CallEvent:
     occurred = aliyun_vms.required_time(record, "status_time")
     kind = _decode.lookup(KINDS, code, Kind.CALL_ENDED)
     # An intermediate state says nothing about how the call ends (ours); a hang-up (200100)
-    # carries no answer time here, so it is `unknown` (§1.2); a final code gives its outcome.
+    # carries no answer time here, so it is `unknown`; a final code gives its outcome.
     outcome: Outcome | None = None
     if kind is Kind.CALL_ENDED:
         outcome = aliyun_vms.outcome(code)
@@ -62,6 +64,7 @@ def normalize(record: dict[str, Any]) -> CallEvent:
     if kind in _TIME_FIELD:
         times[_TIME_FIELD[kind]] = occurred
     return aliyun_vms.event(
+        record,
         event_id=event_id(NAME, call_id, code, status_time, dtmf),
         kind=kind,
         call_id=call_id,
@@ -72,7 +75,7 @@ def normalize(record: dict[str, Any]) -> CallEvent:
         refs=refs,
         extras={
             **aliyun_vms.undocumented(record, DOCUMENTED),
-            **aliyun_vms.texts(record, "smart_status_code"),
+            **aliyun_vms.texts(record, "smart_status_code", "extend"),
             "dtmf": dtmf,
         },
         **times,

@@ -1,6 +1,6 @@
-"""`aliyun.voice_record_report`: Aliyun VMS VoiceRecordReport, recording ready (providers.md §1.5).
+"""`aliyun.voice_record_report`: Aliyun VMS VoiceRecordReport, recording ready (docs/formats.md).
 
-It adds the recording URL to the call; the outcome is left to the VoiceReport (§0.3), so
+It adds the recording URL to the call; the outcome is left to the VoiceReport, so
 `status_code` is kept only as `provider_status`.
 """
 
@@ -24,6 +24,8 @@ DOCUMENTED = frozenset(
         "record_file",
         "out_id",
         "record_begin_time",
+        "smart_status_code",
+        "biz_id",
     }
 )
 
@@ -48,6 +50,7 @@ def normalize(record: dict[str, Any]) -> CallEvent:
         )
     correlation_id, refs = aliyun_vms.out_id_fields(record)
     return aliyun_vms.event(
+        record,
         event_id=event_id(NAME, call_id, record_file),
         kind=Kind.RECORDING_READY,
         call_id=call_id,
@@ -61,7 +64,7 @@ def normalize(record: dict[str, Any]) -> CallEvent:
         refs=refs,
         extras={
             **aliyun_vms.undocumented(record, DOCUMENTED),
-            **aliyun_vms.texts(record, "record_begin_time"),
+            **aliyun_vms.texts(record, "record_begin_time", "smart_status_code"),
         },
     )
 

@@ -1,10 +1,15 @@
-"""`aliyun.voice_report`: Aliyun VMS VoiceReport, the final call record (providers.md §1.3).
+"""`aliyun.voice_report`: Aliyun VMS VoiceReport, the final call record (docs/formats.md).
 
-It is the authoritative record of a VMS call (§0.3): outcome, times and duration come from here.
+It is the authoritative record of a VMS call: outcome, times and duration come from here. Two
+layouts exist. The MNS queue record names the answer time `start_time`; the HTTP batch push
+record (help.aliyun.com/zh/vms/voicereport-6) names it `b_start_time`, and the newer pages add
+per-leg times `a_*` (caller leg of a dual call) and `b_*` (callee leg). The call-level field
+wins; the callee leg fills what it leaves empty.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from consumer.errors import InvalidMessage
@@ -13,9 +18,25 @@ from consumer.model import CallEvent, Kind, Normalized, event_id
 
 NAME = "aliyun.voice_report"
 
+# Per-leg fields of the HTTP push and dual-call pages: kept in extras as sent, and the b leg
+# (the callee's) fills the call-level field it stands for when that one is empty.
+LEGS = (
+    "a_originate_time",
+    "a_ring_time",
+    "a_start_time",
+    "a_end_time",
+    "a_duration",
+    "b_originate_time",
+    "b_ring_time",
+    "b_start_time",
+    "b_end_time",
+    "b_duration",
+)
+
 DOCUMENTED = frozenset(
     {
         "call_id",
+        "biz_id",
         "originate_time",
         "ring_time",
         "start_time",
@@ -24,6 +45,7 @@ DOCUMENTED = frozenset(
         "callee",
         "duration",
         "status_code",
+        "smart_status_code",
         "early_media_code",
         "hangup_direction",
         "status_msg",
@@ -32,6 +54,11 @@ DOCUMENTED = frozenset(
         "voice_type",
         "dialog_id",
         "toll_type",
+        "extend",
+        "parallel_leg_hangup_cause",
+        "caller_show_num",
+        "callee_show_num",
+        *LEGS,
     }
 )
 
@@ -41,13 +68,20 @@ def parse(body: bytes) -> list[Normalized]:
     return aliyun_vms.parse_records(body, normalize)
 
 
+def _time(record: dict[str, Any], key: str, *fallbacks: str) -> datetime | None:
+    """The first of `key` and its leg `fallbacks` that is set; each set one must be a time."""
+    values = [aliyun_vms.time(record, name) for name in (key, *fallbacks)]
+    return _decode.first(*values)
+
+
 def normalize(record: dict[str, Any]) -> CallEvent:
     call_id = aliyun_vms.call_id(record)
     code = _decode.text(record, "status_code")
-    originated = aliyun_vms.time(record, "originate_time")
-    ringing = aliyun_vms.time(record, "ring_time")
-    answered = aliyun_vms.time(record, "start_time")  # the answer time, not the start
-    ended = aliyun_vms.time(record, "end_time")
+    originated = _time(record, "originate_time", "a_originate_time", "b_originate_time")
+    ringing = _time(record, "ring_time", "b_ring_time")
+    answered = _time(record, "start_time", "b_start_time")  # the answer time, not the start
+    ended = _time(record, "end_time", "b_end_time", "a_end_time")
+    duration = _decode.first(aliyun_vms.duration(record), aliyun_vms.duration(record, "b_duration"))
     # A record without end_time is still the call's only record; date it by its latest time
     # rather than quarantine the whole CDR (ours).
     occurred = _decode.first(ended, answered, ringing, originated)
@@ -60,11 +94,23 @@ def normalize(record: dict[str, Any]) -> CallEvent:
     extras: dict[str, Any] = {
         **aliyun_vms.undocumented(record, DOCUMENTED),
         **aliyun_vms.texts(
-            record, "early_media_code", "status_msg", "dtmf", "voice_type", "toll_type"
+            record,
+            "early_media_code",
+            "smart_status_code",
+            "status_msg",
+            "dtmf",
+            "voice_type",
+            "toll_type",
+            "extend",
+            "parallel_leg_hangup_cause",
+            "caller_show_num",
+            "callee_show_num",
+            *LEGS,
         ),
         "hangup_direction": unknown_hangup,
     }
     return aliyun_vms.event(
+        record,
         event_id=event_id(NAME, call_id, code, _decode.text(record, "end_time")),
         kind=Kind.CALL_RECORD,
         call_id=call_id,
@@ -75,7 +121,7 @@ def normalize(record: dict[str, Any]) -> CallEvent:
         ringing_at=ringing,
         answered_at=answered,
         ended_at=ended,
-        duration_seconds=aliyun_vms.duration(record),
+        duration_seconds=duration,
         outcome=aliyun_vms.outcome(code, answered=answered is not None),
         provider_status=code,
         hangup_by=hangup_by,

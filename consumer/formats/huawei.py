@@ -68,6 +68,9 @@ Q850: Mapping[int, Outcome] = {
 }
 _Q850_RANGE = range(1, 128)
 
+# A fee push merges at most 50 CDRs (Voice Call and Private Number fee-notification pages).
+MAX_FEE_RECORDS = 50
+
 # §3.8 SIP final codes (proposal); any other 400-699 is a failure, anything else decides nothing.
 SIP: Mapping[int, Outcome] = {
     486: Outcome.BUSY,
@@ -273,8 +276,19 @@ def _status_event(
 def _fee_push(product: Product, envelope: JsonObject) -> list[Normalized]:
     if "feeLst" not in envelope or envelope["feeLst"] is None:
         raise InvalidMessage("missing_field", "feeLst is missing in a fee push")
-    # Documented as at most 50 records; more are accepted rather than lose valid CDRs.
-    records = _decode.objects(envelope["feeLst"], "feeLst")
+    # Documented as a list of 1 to 50 records (both products' fee pages; the official demos
+    # check feeLst.length): an object or a longer list contradicts the document.
+    value = envelope["feeLst"]
+    if not isinstance(value, list):
+        raise InvalidMessage(
+            "not_object",
+            f"feeLst must be an array of 1 to 50 records, not {_decode.type_name(value)}",
+        )
+    if len(value) > MAX_FEE_RECORDS:
+        raise InvalidMessage(
+            "bad_field", f"feeLst holds {len(value)} records; the document allows at most 50"
+        )
+    records = _decode.objects(value, "feeLst")
     events = []
     for index, record in enumerate(records):
         try:

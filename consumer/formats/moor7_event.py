@@ -62,6 +62,9 @@ FAILURE_OUTCOMES: dict[str, Outcome] = {
     "unknow": Outcome.UNKNOWN,
 }
 
+# Agent pushes are about an agent, not a call: they need no call id.
+_AGENT_KINDS = frozenset({Kind.AGENT_STATUS, Kind.AGENT_SESSION})
+
 # Ids copied to refs (§4.3–4.5), under our snake_case names.
 REFS: dict[str, str] = {
     "accountId": "account_id",
@@ -241,6 +244,12 @@ def _parse_record(original: JsonObject) -> Normalized:
     call_unique_id = take("callUniqueId")
     super_unique_id = take("superUniqueId")
     call_id = d.first(call_unique_id, super_unique_id)
+    if call_id is None and kind not in _AGENT_KINDS:
+        # Every call push of the document carries callUniqueId; without it the event would be a
+        # call event of no call, merging into nothing (strict shapes).
+        raise InvalidMessage(
+            "missing_field", f"callUniqueId is missing or empty in a {kind} push (a call event)"
+        )
 
     refs: dict[str, Any] = {
         # whichever of them is not already the event id or the call id

@@ -273,8 +273,28 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
     sink = open_sink(config.sink)
     outbox = open_sink(config.sink) if config.sink.forward else None
     runner = open_forward_runner(config.sink, outbox) if outbox is not None else None
-    server: PushServer | None = None
+    metrics = PrometheusMetrics(activity=slot.beat)
+    nonces = NonceCache()
+    endpoints = [
+        PushEndpoint.for_queue(config.queue(name), sink, metrics, nonces=nonces)
+        for name in spec.push_queues
+    ]
+    server = PushServer(
+        endpoints,
+        listen=config.http.listen,
+        ready=sink.schema_version,
+        write_probe=sink.write_probe,
+        # aiohttp waits this long for requests in progress, then as long again for the
+        # handlers; a connection accepted just as the shutdown starts always waits it out
+        # (its handler is never woken). A commit already under way finishes regardless
+        # (`close` drains them) and its sender retries into the deduplicating sink.
+        shutdown_timeout=min(5.0, deadline / 3),
+        registry=aggregated_registry(),
+        # /healthz from the first second; pushes get 503 until the database is migrated
+        accepting=False,
+    )
     try:
+        await server.start()
         for delay in _retry_delays():
             try:
                 await loop.run_in_executor(None, sink.migrate)
@@ -285,25 +305,9 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), delay)
                 if stopping.is_set():
+                    await server.close()
                     return EXIT_OK
-        metrics = PrometheusMetrics(activity=slot.beat)
-        nonces = NonceCache()
-        endpoints = [
-            PushEndpoint.for_queue(config.queue(name), sink, metrics, nonces=nonces)
-            for name in spec.push_queues
-        ]
-        server = PushServer(
-            endpoints,
-            listen=config.http.listen,
-            ready=sink.schema_version,
-            # aiohttp waits this long for requests in progress, then as long again for the
-            # handlers; a connection accepted just as the shutdown starts always waits it out
-            # (its handler is never woken). A commit already under way finishes regardless
-            # (`close` drains them) and its sender retries into the deduplicating sink.
-            shutdown_timeout=min(5.0, deadline / 3),
-            registry=aggregated_registry(),
-        )
-        await server.start()
+        server.accept()
         for name in spec.push_queues:
             metrics.source_up(name, True)
         if runner is not None:
@@ -320,7 +324,6 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
         except TimeoutError:
             log.error("drain deadline passed with push requests unanswered")
             return EXIT_UNFINISHED
-        server = None
         log.info("listener drained")
         return EXIT_OK
     finally:

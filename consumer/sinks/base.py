@@ -39,6 +39,21 @@ class DeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
+class NonceClaim:
+    """A signed push's nonce, to be remembered (`push_nonces`) with the message that carried it.
+
+    `key` identifies the credential and nonce (a digest: fixed width, never the raw header);
+    `expires_at` (epoch seconds) is when the request's `Created` can no longer pass, after which
+    the row may go.
+    """
+
+    message_id: str
+    queue: str
+    key: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetterRow:
     """A `dead_letters` row as listed by `consumer dead-letters list`."""
 

@@ -26,13 +26,36 @@ import psycopg_pool
 from psycopg.types.json import Jsonb
 
 from consumer.errors import RejectedData, TransientError
+from consumer.sinks.faults import Fault
 from consumer.sinks.sql import CallKey, Cursor, SqlSink, dumps
 
-# SQLSTATEs worth a retry besides connection trouble: serialization failure, deadlock.
-_RETRY_STATES = frozenset({"40001", "40P01"})
-# OperationalError classes that are about the data, not the server: program limit exceeded
-# (e.g. an index row too large) must reach the pipeline so it can isolate the message.
-_PERMANENT_CLASSES = ("54",)
+# Every SQLSTATE the sink can meet, by full code, else by class (its first two characters).
+# Unlisted states are bugs. https://www.postgresql.org/docs/current/errcodes-appendix.html
+_FAULTS: dict[str, Fault] = {
+    # contention: the transaction lost a race; the connection is fine
+    "40001": Fault.BUSY,  # serialization_failure
+    "40P01": Fault.BUSY,  # deadlock_detected
+    "55P03": Fault.BUSY,  # lock_not_available
+    "57014": Fault.BUSY,  # query_canceled (statement_timeout)
+    "55006": Fault.BUSY,  # object_in_use
+    # the server cannot write now: retry on a NEW connection (one opened on a standby or
+    # during a shutdown must not outlive the fault)
+    "08": Fault.OUTAGE,  # connection_exception
+    "57": Fault.OUTAGE,  # operator intervention: admin/crash shutdown, cannot_connect_now, ...
+    "53": Fault.OUTAGE,  # insufficient_resources: disk_full, out_of_memory, too_many_connections
+    "58": Fault.OUTAGE,  # system_error: io_error, undefined_file, duplicate_file
+    "25006": Fault.OUTAGE,  # read_only_sql_transaction: a standby, or read-only by setting
+    "25P03": Fault.OUTAGE,  # idle_in_transaction_session_timeout
+    "40003": Fault.OUTAGE,  # statement_completion_unknown (storing again is idempotent)
+    "HV": Fault.OUTAGE,  # fdw errors: a remote server is away
+    "F0": Fault.OUTAGE,  # config_file_error: the server is being reconfigured
+    # a value of the batch that PostgreSQL refuses
+    "22": Fault.REJECTED,  # data_exception: a NUL in text, a number out of range, ...
+    "23": Fault.REJECTED,  # integrity_constraint_violation
+    "54": Fault.REJECTED,  # program_limit_exceeded: an index row too large, ...
+    # damaged data is never retried in silence
+    "XX": Fault.BUG,  # internal_error, data_corrupted, index_corrupted
+}
 _PLACEHOLDER = re.compile(r"\?")
 _MIGRATION_LOCK = "consumer.migrate"
 
@@ -96,12 +119,14 @@ class PostgresSink(SqlSink):
     @contextmanager
     def _transaction(self) -> Iterator[Cursor]:
         try:
-            with (
-                self._pool.connection(timeout=self.acquire_timeout) as conn,
-                conn.transaction(),
-                conn.cursor() as cur,
-            ):
-                yield cur
+            with self._pool.connection(timeout=self.acquire_timeout) as conn:
+                try:
+                    with conn.transaction(), conn.cursor() as cur:
+                        yield cur
+                except psycopg.Error as exc:
+                    if not fault(exc).keep_connection:
+                        conn.close()  # the pool replaces a closed connection
+                    raise
         except psycopg.Error as exc:
             _raise_mapped(exc)
 
@@ -157,15 +182,32 @@ class PostgresSink(SqlSink):
         return value
 
 
+def fault(exc: psycopg.Error) -> Fault:
+    """What an error from PostgreSQL means, from its SQLSTATE (never its message text).
+
+    An error without one comes from the client: a refused or lost connection, a pool timeout
+    (both `OperationalError`), or a value psycopg cannot send (`DataError`).
+    """
+    state = exc.sqlstate
+    if state:
+        known = _FAULTS.get(state) or _FAULTS.get(state[:2])
+        return known or Fault.BUG
+    if isinstance(exc, psycopg.OperationalError):
+        return Fault.OUTAGE
+    if isinstance(exc, psycopg.DataError):
+        return Fault.REJECTED
+    return Fault.BUG
+
+
 def _raise_mapped(exc: psycopg.Error) -> NoReturn:
-    state = exc.sqlstate or ""
-    transient = state in _RETRY_STATES or (
-        isinstance(exc, psycopg.OperationalError) and not state.startswith(_PERMANENT_CLASSES)
-    )
-    if transient:
-        raise TransientError(f"PostgreSQL: {type(exc).__name__}: {exc}".strip()) from exc
-    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):  # classes 22 and 23
-        raise RejectedData(f"PostgreSQL: {type(exc).__name__}: {exc}".strip()) from exc
+    kind = fault(exc)
+    text = f"PostgreSQL: {type(exc).__name__}: {exc}".strip()
+    if exc.sqlstate:
+        text += f" (SQLSTATE {exc.sqlstate})"
+    if kind.transient:
+        raise TransientError(text) from exc
+    if kind is Fault.REJECTED:
+        raise RejectedData(text) from exc
     raise exc
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import operator
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from consumer.model import CallEvent
 from consumer.sinks import migrations
-from consumer.sinks.base import DeadLetter, DeadLetterRow, Sink, StoredEvent
+from consumer.sinks.base import DeadLetter, DeadLetterRow, NonceClaim, Sink, StoredEvent
 from consumer.sinks.merge import CallRow, merge_call, shapes_call
 
 EVENT_COLUMNS: tuple[str, ...] = (
@@ -86,6 +87,8 @@ _event_values = operator.attrgetter(*EVENT_COLUMNS)
 _CALL_VALUE_COLUMNS = tuple(c for c in CALL_COLUMNS if c != "updated_at")  # the sink stamps it
 _call_values = operator.attrgetter(*_CALL_VALUE_COLUMNS)
 _CHUNK = 200  # rows per multi-row statement: far below SQLite's 32766 variables
+_NONCE_PURGE_EVERY = 60.0  # seconds between deletions of expired `push_nonces` rows
+_PROBE_NONCE = "readyz-write-probe"  # the row `write_probe` rewrites (always expired)
 
 CallKey = tuple[str, str]
 T = TypeVar("T")
@@ -119,6 +122,7 @@ class SqlSink(ABC):
         if len(set(forwarders)) != len(forwarders):
             raise ValueError(f"forwarder names must be unique: {list(forwarders)}")
         self.forwarders = tuple(forwarders)
+        self._nonces_purged_at = 0.0
 
     # -- what a dialect supplies ------------------------------------------------------------
 
@@ -190,12 +194,76 @@ class SqlSink(ABC):
         return int(rows[0][0] or 0)
 
     def store(self, events: Sequence[StoredEvent], dead_letters: Sequence[DeadLetter]) -> None:
-        batch = _unique_events(events)
-        letters = _unique_letters(dead_letters)
-        if not batch and not letters:
-            return
+        self.store_claimed(events, dead_letters, ())
+
+    def store_claimed(
+        self,
+        events: Sequence[StoredEvent],
+        dead_letters: Sequence[DeadLetter],
+        claims: Sequence[NonceClaim],
+    ) -> set[str]:
+        """`store`, where a message holding a claim is stored only if its nonce is new.
+
+        The nonces go into `push_nonces` in the same transaction as the events, so a request is
+        remembered exactly when it is stored: a replay (after a restart, at another daemon on
+        this database) stores nothing. Returns the ids of the messages refused as replays.
+        """
+        if not events and not dead_letters and not claims:
+            return set()
         now = _now()
         with self._write() as cur:
+            refused = self._claim_nonces(cur, claims) if claims else set()
+            if refused:
+                events = [e for e in events if e.message_id not in refused]
+                dead_letters = [d for d in dead_letters if d.message_id not in refused]
+            self._store(cur, _unique_events(events), _unique_letters(dead_letters), now)
+        return refused
+
+    def write_probe(self) -> None:
+        """A write transaction that changes a row, so it needs what a commit needs (disk space,
+        a writable file, a primary server): readiness after a failed commit."""
+        with self._write() as cur:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO push_nonces (nonce, queue, expires_at) VALUES (?, '', ?)"
+                    " ON CONFLICT (nonce) DO UPDATE SET expires_at = excluded.expires_at"
+                ),
+                (_PROBE_NONCE, 0.0),
+            )
+
+    def _claim_nonces(self, cur: Cursor, claims: Sequence[NonceClaim]) -> set[str]:
+        """Insert the claims' nonces; the message ids whose nonce is already remembered."""
+        now = time.time()
+        if now - self._nonces_purged_at > _NONCE_PURGE_EVERY:
+            cur.execute(self._sql("DELETE FROM push_nonces WHERE expires_at < ?"), (now,))
+            self._nonces_purged_at = now
+        first: dict[str, NonceClaim] = {}
+        for claim in claims:
+            first.setdefault(claim.key, claim)
+        rows = [first[key] for key in sorted(first)]  # one order: concurrent writers don't deadlock
+        claimed: set[str] = set()
+        for chunk in _chunks(rows):
+            # An expired row is taken over: its Created can no longer pass, this one did.
+            sql = (
+                "INSERT INTO push_nonces (nonce, queue, expires_at) VALUES "
+                + ",".join(["(?,?,?)"] * len(chunk))
+                + " ON CONFLICT (nonce) DO UPDATE SET queue = excluded.queue,"
+                " expires_at = excluded.expires_at WHERE push_nonces.expires_at < ?"
+                " RETURNING nonce"
+            )
+            params = [v for c in chunk for v in (c.key, c.queue, c.expires_at)]
+            cur.execute(self._sql(sql), [*params, now])
+            claimed.update(str(row[0]) for row in cur.fetchall())
+        return {c.message_id for c in claims if c.key not in claimed or first[c.key] is not c}
+
+    def _store(
+        self,
+        cur: Cursor,
+        batch: Sequence[StoredEvent],
+        letters: Sequence[DeadLetter],
+        now: datetime,
+    ) -> None:
+        if batch or letters:
             candidates = sorted(
                 {_call_key(s.normalized.event) for s in batch if shapes_call(s.normalized.event)}
             )

@@ -2,7 +2,9 @@
 
 Each write is `BEGIN IMMEDIATE`, so writers queue on SQLite's single write lock (up to the busy
 timeout) instead of failing half-way through a transaction; readers never block. A lock held
-longer than the busy timeout, or an I/O failure, is a `TransientError`: the pipeline retries it.
+longer than the busy timeout, or a storage fault (read-only files, a full disk, I/O), is a
+`TransientError`: the pipeline retries it, after a storage fault on a new connection, since one
+opened while the files were read-only stays read-only (`_FAULTS` says which code is what).
 `synchronous=FULL` makes a commit durable before `store` returns, which the pipeline's
 acknowledge-after-commit depends on.
 
@@ -24,24 +26,36 @@ from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlsplit
 
 from consumer.errors import ConfigError, RejectedData, TransientError
+from consumer.sinks.faults import Fault
 from consumer.sinks.sql import Cursor, SqlSink, dumps
 
-# Primary result codes that a retry may cure: busy or locked, out of memory, I/O, disk full,
-# cannot open (a vanished mount), locking protocol.
-_TRANSIENT_CODES = frozenset(
-    {
-        sqlite3.SQLITE_BUSY,
-        sqlite3.SQLITE_LOCKED,
-        sqlite3.SQLITE_NOMEM,
-        sqlite3.SQLITE_IOERR,
-        sqlite3.SQLITE_FULL,
-        sqlite3.SQLITE_CANTOPEN,
-        sqlite3.SQLITE_PROTOCOL,
-    }
-)
-_TRANSIENT_TEXT = ("database is locked", "database is busy", "disk i/o error", "unable to open")
-# After these the connection may be unusable: open a new one for the next transaction.
-_BROKEN_CODES = frozenset({sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOMEM})
+# Every SQLite result code the sink can meet, by extended code where one differs from its
+# primary code, else by primary code (`sqlite_errorcode & 0xFF`). Unlisted codes are bugs.
+_FAULTS: dict[int, Fault] = {
+    # lock contention: another writer holds the file; the connection is fine
+    sqlite3.SQLITE_BUSY: Fault.BUSY,
+    sqlite3.SQLITE_LOCKED: Fault.BUSY,
+    sqlite3.SQLITE_SCHEMA: Fault.BUSY,  # another process migrated: prepare again
+    # the files cannot be written now (read-only, full, I/O, gone): a retry on a NEW
+    # connection may succeed once the fault is over; the old one may be stuck in read-only
+    # mode, or hold a broken file descriptor or WAL index, for good
+    sqlite3.SQLITE_READONLY: Fault.OUTAGE,  # and SQLITE_READONLY_* (recovery, cantlock, ...)
+    sqlite3.SQLITE_FULL: Fault.OUTAGE,
+    sqlite3.SQLITE_IOERR: Fault.OUTAGE,  # and SQLITE_IOERR_* (write, fsync, shmmap, ...)
+    sqlite3.SQLITE_CANTOPEN: Fault.OUTAGE,
+    sqlite3.SQLITE_NOMEM: Fault.OUTAGE,
+    sqlite3.SQLITE_PROTOCOL: Fault.OUTAGE,
+    sqlite3.SQLITE_PERM: Fault.OUTAGE,
+    sqlite3.SQLITE_NOLFS: Fault.OUTAGE,
+    # a value of the batch that SQLite refuses
+    sqlite3.SQLITE_CONSTRAINT: Fault.REJECTED,
+    sqlite3.SQLITE_MISMATCH: Fault.REJECTED,
+    sqlite3.SQLITE_TOOBIG: Fault.REJECTED,
+    sqlite3.SQLITE_RANGE: Fault.REJECTED,
+    # a damaged file is never retried in silence: someone must look at it
+    sqlite3.SQLITE_CORRUPT: Fault.BUG,
+    sqlite3.SQLITE_NOTADB: Fault.BUG,
+}
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
@@ -181,7 +195,7 @@ class SqliteSink(SqlSink):
             raise
 
     def _after_error(self, conn: sqlite3.Connection, exc: sqlite3.Error) -> None:
-        if _code(exc) in _BROKEN_CODES:
+        if not fault(exc).keep_connection:
             self._discard(conn)
 
     def _write(self) -> AbstractContextManager[Cursor]:
@@ -221,6 +235,18 @@ class SqliteSink(SqlSink):
         return json.loads(value)
 
 
+def fault(exc: sqlite3.Error) -> Fault:
+    """What an error from SQLite means, from its result code (Python 3.11's `sqlite_errorcode`)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        known = _FAULTS.get(code) or _FAULTS.get(code & 0xFF)
+        if known is not None:
+            return known
+    elif isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError):
+        return Fault.REJECTED
+    return Fault.BUG
+
+
 def _code(exc: sqlite3.Error) -> int | None:
     code = getattr(exc, "sqlite_errorcode", None)
     return code & 0xFF if isinstance(code, int) else None
@@ -228,12 +254,13 @@ def _code(exc: sqlite3.Error) -> int | None:
 
 def _raise_mapped(exc: sqlite3.Error, where: str) -> NoReturn:
     """`TransientError` for what a retry may cure, `RejectedData` for refused values, else as is."""
-    code = _code(exc)
-    text = str(exc).lower()
-    if code in _TRANSIENT_CODES or (code is None and any(t in text for t in _TRANSIENT_TEXT)):
-        raise TransientError(f"SQLite {where}: {exc}") from exc
-    if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError):
-        raise RejectedData(f"SQLite {where}: {exc}") from exc
+    kind = fault(exc)
+    name = getattr(exc, "sqlite_errorname", None)
+    text = f"SQLite {where}: {exc} ({name})" if name else f"SQLite {where}: {exc}"
+    if kind.transient:
+        raise TransientError(text) from exc
+    if kind is Fault.REJECTED:
+        raise RejectedData(text) from exc
     raise exc
 
 

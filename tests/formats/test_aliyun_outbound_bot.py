@@ -277,18 +277,24 @@ def test_call_level_tie_or_missing_actual_time_takes_the_last_attempt() -> None:
     assert run(message("Dialing", tasks=tasks))[0].event.call_id == "c-2"
 
 
-def test_call_level_message_without_tasks_still_names_the_contact() -> None:
-    # Given a Dialing that carries no tasks,
-    [n] = run(message("Dialing", tasks=...))
-    # Then the event has no call id but the contact's number as callee and the job's refs.
-    assert n.event.call_id is None
-    assert n.event.callee == "13800000000"
-    assert n.event.refs == {
-        "instance_id": "inst-1",
-        "group_id": "grp-1",
-        "job_id": "job-1",
-        "contact_id": "ct-1",
-    }
+@pytest.mark.parametrize("event_type", ["Dialing", "Ringing", "CallAnswered", "CallFinished"])
+@pytest.mark.parametrize("tasks", [..., [], None])
+def test_call_event_without_its_task_is_refused(event_type: str, tasks: Any) -> None:
+    # Given a call-level message whose tasks are missing or empty (the document: every
+    # message carries the job with its call attempts),
+    value = message(event_type, tasks=tasks)
+    # When normalized, Then it is a dead letter naming the key, not a call event without a call.
+    error = invalid(value)
+    assert error.reason == "missing_field"
+    assert error.detail == f"tasks is missing or empty in a {event_type} (a call event)"
+
+
+def test_call_event_whose_task_has_no_call_id_is_refused() -> None:
+    # Given a CallFinished whose attempt has an empty callId,
+    value = message("CallFinished", tasks=[task(callId="")])
+    # When normalized, Then the empty required id is named by its key path.
+    error = invalid(value)
+    assert (error.reason, error.detail) == ("missing_field", "tasks[0].callId is missing or empty")
 
 
 def test_job_complete_without_tasks_gives_only_the_job_event() -> None:
@@ -324,6 +330,23 @@ def test_recording_ready_without_recording_is_invalid() -> None:
     error = invalid(message("RecordingReady", recording=...))
     assert error.reason == "missing_field"
     assert "recording" in error.detail
+
+
+@pytest.mark.parametrize(
+    ("recording", "detail"),
+    [
+        ({"taskId": "t-9", "url": "https://r/9.wav"}, "recording.callId is missing or empty"),
+        ({"callId": "", "url": "https://r/9.wav"}, "recording.callId is missing or empty"),
+        ({"callId": "c-9", "url": ""}, "recording.url is missing or empty"),
+    ],
+)
+def test_recording_ready_without_its_call_or_url_is_refused(
+    recording: dict[str, Any], detail: str
+) -> None:
+    # Given a RecordingReady whose recording names no call (and no listed task does), or has no URL,
+    error = invalid(message("RecordingReady", recording=recording, tasks=[]))
+    # When normalized, Then it is a dead letter naming the key, not a recording of nothing.
+    assert (error.reason, error.detail) == ("missing_field", detail)
 
 
 # --- enumerations: names or integers (§2.3) ---------------------------------------------------
@@ -601,10 +624,15 @@ def test_absent_extras_add_nothing(extras: Any) -> None:
     assert job.event.extras == {"honorific": "张先生", "name": "张三"}
 
 
-def test_extras_sent_as_an_object_are_taken_as_they_are() -> None:
-    # Given extras as an object, not [{key, value}], Then its keys are taken.
-    [job] = run(message(extras={"a": "1"}, tasks=[]))
-    assert job.event.extras["a"] == "1"
+@pytest.mark.parametrize(
+    ("field", "value"), [("extras", {"a": "1"}), ("contacts", {"phoneNumber": "13800000000"})]
+)
+def test_an_object_where_the_document_has_an_array_is_refused(field: str, value: Any) -> None:
+    # Given extras or contacts sent as an object, where the document has an array,
+    error = invalid(message(**{field: value}, tasks=[]))
+    # When normalized, Then it is a dead letter naming the key, not a guess.
+    assert error.reason == "bad_field"
+    assert error.detail.startswith(f"{field} must be an array")
 
 
 @pytest.mark.parametrize(
@@ -704,7 +732,11 @@ def test_nesting_too_deep_to_store_is_invalid() -> None:
 
 SEED_BODIES = [
     json.loads(path.read_bytes()) for path in sorted(SAMPLES.glob(f"{FORMAT}.*.json"))
-] + [message(), message("CallFinished"), message("RecordingReady", recording={"callId": "c"})]
+] + [
+    message(),
+    message("CallFinished"),
+    message("RecordingReady", recording={"callId": "c", "url": "https://r"}),
+]
 
 
 @PROPERTY

@@ -38,9 +38,10 @@ def test_the_format_is_registered_under_its_name() -> None:
     assert FORMAT.provider is Provider.ALIYUN_VMS
 
 
-def test_the_providers_md_sample_is_one_dtmf_input() -> None:
-    # Given the documented HTTP-push sample, an array of one DTMF record
-    body = (SAMPLES / f"{NAME}.providers.json").read_bytes()
+def test_the_dtmf_page_example_is_one_dtmf_input() -> None:
+    # Given the example of help.aliyun.com/zh/vms/developer-reference/voicecallreport-4,
+    # verbatim: an array of one DTMF record
+    body = (SAMPLES / f"{NAME}.dtmf_page.json").read_bytes()
     # When parsed
     events = parse(body)
     # Then one call.input event carries the key pressed and no call time

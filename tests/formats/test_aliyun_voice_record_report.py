@@ -36,9 +36,10 @@ def test_the_format_is_registered_under_its_name() -> None:
     assert FORMAT.provider is Provider.ALIYUN_VMS
 
 
-def test_the_providers_md_sample_normalizes_field_by_field() -> None:
-    # Given the documented HTTP-push sample, an array of one record
-    body = sample("providers")
+def test_the_push_page_example_normalizes_field_by_field() -> None:
+    # Given the example of help.aliyun.com/zh/vms/voicerecordreport-6 (HTTP batch push),
+    # verbatim: an array of one record
+    body = sample("vms_push")
     # When parsed
     events = parse(body)
     # Then one recording.ready with the URL, the call's times in UTC, and no outcome

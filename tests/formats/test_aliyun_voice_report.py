@@ -40,9 +40,9 @@ def test_the_format_is_registered_under_its_name() -> None:
     assert FORMAT.provider is Provider.ALIYUN_VMS
 
 
-def test_the_providers_md_sample_normalizes_field_by_field() -> None:
-    # Given the assembled sample of providers.md §1.3
-    body = sample("providers")
+def test_the_assembled_sample_normalizes_field_by_field() -> None:
+    # Given a record assembled from the example values of the MNS-layout field table
+    body = sample("assembled")
     # When parsed
     events = parse(body)
     # Then it is one answered call record, times moved from Shanghai to UTC
@@ -163,7 +163,7 @@ def test_an_unknown_hangup_direction_is_kept_in_extras() -> None:
 
 def test_undocumented_keys_go_to_extras_unchanged_and_absent_ones_do_not() -> None:
     # Given keys the docs do not list, one of them nested, one empty
-    body = record("providers") | {"new_field": {"a": [1, 2]}, "sip_code": 486, "blank": ""}
+    body = record("assembled") | {"new_field": {"a": [1, 2]}, "sip_code": 486, "blank": ""}
     # Then they are carried as sent, minus the absent one
     extras = one(body).extras
     assert extras["new_field"] == {"a": [1, 2]}
@@ -172,7 +172,7 @@ def test_undocumented_keys_go_to_extras_unchanged_and_absent_ones_do_not() -> No
 
 
 def test_the_same_record_twice_has_the_same_event_id() -> None:
-    assert one(sample("providers")).event_id == one(sample("providers")).event_id
+    assert one(sample("assembled")).event_id == one(sample("assembled")).event_id
 
 
 @pytest.mark.parametrize(
@@ -184,12 +184,12 @@ def test_the_same_record_twice_has_the_same_event_id() -> None:
     ],
 )
 def test_a_different_dedupe_key_gives_a_different_event_id(change: dict[str, str]) -> None:
-    assert one(record("providers") | change).event_id != one(sample("providers")).event_id
+    assert one(record("assembled") | change).event_id != one(sample("assembled")).event_id
 
 
 def test_an_array_gives_one_event_per_record_with_its_own_payload() -> None:
     # Given an HTTP-push style array of three records of three calls
-    records = [record("providers"), record("busy"), record("story")]
+    records = [record("assembled"), record("busy"), record("story")]
     # When parsed
     events = parse(json.dumps(records).encode())
     # Then three events, in order, each with its own record and id
@@ -204,7 +204,7 @@ def test_an_array_gives_one_event_per_record_with_its_own_payload() -> None:
 
 
 def test_without_end_time_the_latest_other_time_dates_the_record() -> None:
-    body = {k: v for k, v in record("providers").items() if k != "end_time"}
+    body = {k: v for k, v in record("assembled").items() if k != "end_time"}
     event = one(body)
     assert event.ended_at is None
     assert event.occurred_at == utc("2020-05-01 02:00:05")
@@ -231,6 +231,6 @@ def test_a_record_without_any_time_is_refused() -> None:
 )
 def test_bad_fields_are_refused_by_name(change: dict[str, Any], reason: str, detail: str) -> None:
     with pytest.raises(InvalidMessage) as caught:
-        parse(json.dumps(record("providers") | change).encode())
+        parse(json.dumps(record("assembled") | change).encode())
     assert caught.value.reason == reason
     assert detail in caught.value.detail

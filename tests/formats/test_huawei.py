@@ -288,10 +288,9 @@ def test_base64_wrapped_and_bom_bodies_give_the_same_events(fmt: str, name: str)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("count", [1, 2, 50, 51])
+@pytest.mark.parametrize("count", [1, 2, 50])
 def test_one_call_record_per_fee_record(fmt: str, count: int) -> None:
-    # Given a fee push merging `count` calls that ended in the same second (at most 50 are
-    # documented; more are accepted rather than lose CDRs),
+    # Given a fee push merging `count` calls that ended in the same second (1 to 50 documented),
     records = [record(sessionId=f"s-{n}", icid=f"i-{n}") for n in range(count)]
     # When it is parsed,
     result = parse(fmt, body(fee(*records)))
@@ -300,6 +299,30 @@ def test_one_call_record_per_fee_record(fmt: str, count: int) -> None:
     assert [n.event.call_id for n in result] == [f"s-{n}" for n in range(count)]
     assert len({n.event.event_id for n in result}) == count
     assert [n.payload for n in result] == records
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(
+    ("fee_lst", "detail"),
+    [
+        ("object", ("not_object", "feeLst must be an array of 1 to 50 records, not an object")),
+        ("51", ("bad_field", "feeLst holds 51 records; the document allows at most 50")),
+    ],
+)
+def test_fee_list_of_another_shape_is_refused(
+    fmt: str, fee_lst: str, detail: tuple[str, str]
+) -> None:
+    # Given a fee push whose feeLst contradicts the document (a list of 1 to 50 records):
+    # a single record in its place, or 51 records,
+    value = fee(record())
+    if fee_lst == "object":
+        value["feeLst"] = record()
+    else:
+        value["feeLst"] = [record(sessionId=f"s-{n}", icid=f"i-{n}") for n in range(51)]
+    # When it is parsed, Then it is a dead letter naming feeLst, not one record of outcome unknown.
+    with pytest.raises(InvalidMessage) as info:
+        parse(fmt, body(value))
+    assert (info.value.reason, info.value.detail) == detail
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

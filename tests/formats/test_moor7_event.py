@@ -778,3 +778,29 @@ def test_mutated_pushes_give_events_or_invalid_message(data: st.DataObject) -> N
     result = deterministic(FORMAT, raw)
     if isinstance(result, list):
         assert all(event.event_id.startswith("moor7-") for event in result)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("dialout_ring", "call.ringing"), ("dialout_hangup", "call.ended"), ("cdr", "call.record")],
+)
+@pytest.mark.parametrize("call_id", [..., "", None])
+def test_a_call_push_without_its_call_id_is_refused(name: str, kind: str, call_id: Any) -> None:
+    # Given a call push of the document whose callUniqueId (and superUniqueId) is gone or empty,
+    value = sample(name)
+    value.pop("superUniqueId", None)
+    if call_id is ...:
+        del value["callUniqueId"]
+    else:
+        value["callUniqueId"] = call_id
+    # When normalized, Then it is a dead letter naming the key, not a call event of no call.
+    error = invalid(value)
+    assert error.reason == "missing_field"
+    assert error.detail == f"callUniqueId is missing or empty in a {kind} push (a call event)"
+
+
+def test_an_agent_push_needs_no_call_id() -> None:
+    # Given a login (an agent push) without any call id, Then it is still an agent.session.
+    value = sample("login")
+    value.pop("callUniqueId", None)
+    assert one(value).kind == "agent.session"

@@ -18,9 +18,17 @@ from hypothesis import strategies as st
 from consumer import testing
 from consumer.errors import InvalidMessage
 from consumer.formats import FORMAT_NAMES
-from tests.formats.strategies import PROPERTY, check, deterministic, json_values, mutated
+from tests.formats.strategies import (
+    PROPERTY,
+    check,
+    deterministic,
+    json_values,
+    mutated,
+    push_batch,
+)
 
 SAMPLES = Path(testing.__file__).parent / "samples"
+VMS_FORMATS = [fmt for fmt in FORMAT_NAMES if fmt.startswith("aliyun.voice_")]
 
 
 def samples_of(fmt: str) -> list[Any]:
@@ -71,3 +79,27 @@ def test_mutated_samples_give_events_or_invalid_message(
     body = base64.b64encode(body) if wrap else body
     # When it is parsed twice, Then it is events or InvalidMessage, the same both times.
     deterministic(fmt, body)
+
+
+def records_of(fmt: str) -> list[Any]:
+    """The records of a format's samples, whether a sample is one record or a push array."""
+    return [
+        item
+        for value in samples_of(fmt)
+        for item in (value if isinstance(value, list) else [value])
+    ]
+
+
+@pytest.mark.parametrize("fmt", VMS_FORMATS)
+@PROPERTY
+@given(data=st.data())
+def test_push_batches_give_one_event_per_record_or_invalid_message(
+    fmt: str, data: st.DataObject
+) -> None:
+    # Given an HTTP batch push: an array of sample records, some with leg fields or mutated,
+    batch = data.draw(push_batch(records_of(fmt)))
+    body = json.dumps(batch, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    # When it is parsed twice, Then it is one event per record or InvalidMessage, both times.
+    result = deterministic(fmt, body)
+    if isinstance(result, list):
+        assert len(result) == len(batch)

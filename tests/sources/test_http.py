@@ -1156,3 +1156,82 @@ def test_the_allowlist_matches_ipv4_ipv6_and_ipv4_mapped_clients(tmp_path: Path)
     finally:
         endpoint.handler.close()
         sink.close()
+
+
+# -- bytes in flight, start-up and readiness -----------------------------------------------------
+
+
+def test_a_body_past_the_listeners_cap_is_answered_503_and_the_bytes_come_back(
+    tmp_path: Path,
+) -> None:
+    # Given a listener that holds at most 1000 body bytes, and a sender stalled after 800
+    async def scenario() -> None:
+        async with serving(tmp_path, [queue("moor7", "moor7.event", "/p")]) as rig:
+            rig.server.bodies.limit = 1000
+            reader, writer = await asyncio.open_connection("127.0.0.1", rig.server.port)
+            head = b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            writer.write(head + b"Content-Length: 900\r\n\r\n" + b" " * 800)
+            await writer.drain()
+            while rig.server.bodies.used < 800:
+                await asyncio.sleep(0.01)
+            # When another body would pass the cap
+            refused = await rig.post("/p", b'{"pushType": "' + b"x" * 300 + b'"}')
+            # Then it is answered 503 at once, and nothing of it is stored
+            assert refused.status == 503
+            assert refused.headers["Retry-After"] == "5"
+            assert rig.count("dead_letters") == rig.count("call_events") == 0
+            # When the stalled sender finishes, its bytes come back and pushes go through
+            writer.write(b" " * 100)
+            await writer.drain()
+            first = await reader.readline()
+            writer.close()
+            assert first.startswith(b"HTTP/1.1 200")  # quarantined: 900 spaces are no JSON
+            while rig.server.bodies.used:
+                await asyncio.sleep(0.01)
+            assert (await rig.post("/p", status("s-after"))).status == 200
+
+    run(scenario)
+
+
+def test_a_listener_waiting_for_its_database_serves_health_but_takes_no_push(
+    tmp_path: Path,
+) -> None:
+    # Given a listener started before its database is ready
+    async def scenario() -> None:
+        async with serving(tmp_path, [queue("moor7", "moor7.event", "/p")]) as rig:
+            rig.server.accepting = False
+            # When it is probed and pushed to, Then it is alive, not ready, and stores nothing
+            assert (await rig.get("/healthz")).status == 200
+            assert (await rig.get("/readyz")).status == 503
+            assert (await rig.post("/p", status("s-early"))).status == 503
+            assert rig.count("call_events") == 0
+            # When the database is ready, Then it takes pushes
+            rig.server.accept()
+            assert (await rig.get("/readyz")).status == 200
+            assert (await rig.post("/p", status("s-later"))).status == 200
+
+    run(scenario)
+
+
+def test_readyz_after_a_failed_commit_is_ready_only_once_a_write_goes_through(
+    tmp_path: Path,
+) -> None:
+    # Given a listener whose database reads but takes no write (another writer holds the lock)
+    async def scenario() -> None:
+        async with serving(tmp_path, [queue("moor7", "moor7.event", "/p")]) as rig:
+            sink = rig.server.endpoints[0].handler.pipeline.sink
+            rig.server.write_probe = getattr(sink, "write_probe", None)
+            assert (await rig.get("/readyz")).status == 200
+            blocker = sqlite3.connect(rig.db, isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")
+            try:
+                # When a push fails to commit, Then /readyz says so, though a read still works
+                assert (await rig.post("/p", status("s-locked"))).status == 503
+                assert (await rig.get("/readyz")).status == 503
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()
+            # When writes go through again, Then it is ready without waiting for a push
+            assert (await rig.get("/readyz")).status == 200
+
+    run(scenario)

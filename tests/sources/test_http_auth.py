@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from consumer.sources.http_auth import (
     TOKEN_HEADER,
     Credentials,
     HuaweiAksk,
+    Nonce,
     NonceCache,
     SharedToken,
     sign_huawei,
@@ -142,6 +143,32 @@ def test_created_must_be_within_the_skew_read_as_utc_or_as_beijing_time(
     if not fresh:
         assert denied is not None
         assert denied.reason == "stale"
+
+
+BEIJING_ZONE = timezone(timedelta(hours=8))
+
+
+@pytest.mark.parametrize(
+    ("created", "fresh"),
+    [
+        (NOW.strftime("%Y-%m-%dT%H:%M:%S"), True),  # no zone: UTC, like every Huawei time
+        ((NOW + timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M:%S"), False),  # Beijing, no zone
+        (NOW.astimezone(BEIJING_ZONE).isoformat(), True),  # the same instant, at +08:00
+        ((NOW + timedelta(hours=8)).astimezone(BEIJING_ZONE).isoformat(), False),  # 8 h off
+        (stamp(NOW + timedelta(hours=8)), True),  # Beijing time mislabelled Z (one Huawei page)
+    ],
+)
+def test_created_is_fresh_around_the_instant_its_zone_denotes(created: str, fresh: bool) -> None:
+    # Given a request whose Created is written `created`
+    headers = sign_huawei("X-AKSK", APP_KEY, SECRET, nonce="zone", created=created)
+    # When it is verified, Then it passes only when fresh, with its nonce to remember
+    verdict = aksk(Clock()).verify(Credentials(headers, None, []))
+    assert isinstance(verdict, Nonce) == fresh, verdict
+    if isinstance(verdict, Nonce):
+        # until the later of the windows its Created may fall in has passed
+        written = datetime.fromisoformat(created)
+        latest = written if written.tzinfo else written.replace(tzinfo=UTC)
+        assert verdict.until == latest.timestamp() + 300
 
 
 def test_a_nonce_is_refused_while_its_created_could_still_pass() -> None:
