@@ -9,6 +9,8 @@ so no signal can stop it: a relapse shows as this module's thread timeout failin
 from __future__ import annotations
 
 import base64
+import contextlib
+import gc
 import json
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
@@ -222,3 +224,23 @@ def test_form_fields_answer_as_parse_qsl_does(text: str) -> None:
         assert got == ("ok", (len(want[1]), want[1][:5]))
     else:
         assert got[0] != "ok"
+
+
+@pytest.mark.parametrize("body", [voice_report(), b"[" + b"[]," * 1000 + b"[]]"])
+def test_the_gc_paused_for_a_parse_is_running_again_after_it(body: bytes) -> None:
+    # Given the GC running, When a body is parsed (stored, or refused)
+    with contextlib.suppress(InvalidMessage):
+        parse(VOICE_REPORT, body)
+    # Then the GC runs again
+    assert gc.isenabled()
+
+
+def test_a_gc_disabled_by_the_application_stays_disabled() -> None:
+    # Given an application that turned the GC off
+    gc.disable()
+    try:
+        # When a body is parsed, Then the GC is still off
+        parse(VOICE_REPORT, voice_report())
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
