@@ -161,6 +161,11 @@ def _field(value: str) -> bytes:
     return json.dumps({**record, "duration": value[:room]}, ensure_ascii=False).encode()
 
 
+def _array(item: bytes) -> bytes:
+    """A JSON array of `item` up to the cap."""
+    return b"[" + b",".join([item] * ((CAP - 2) // (len(item) + 1))) + b"]"
+
+
 def adversarial() -> dict[str, bytes]:
     """Bodies at the cap that once cost minutes, or would cost most now."""
     encoded = base64.b64encode(json.dumps(samples("aliyun.voice_report")[0]).encode())
@@ -173,6 +178,9 @@ def adversarial() -> dict[str, bytes]:
         "form of 3 long names": b"&".join(c * (CAP // 3 - 3) + b"=1" for c in (b"a", b"b", b"c")),
         "array of {}": b"[" + b"{}," * (CAP // 3 - 1) + b"{}]",
         "array of 1": b"[" + b"1," * (CAP // 2 - 2) + b"1]",
+        "array of [1]": _array(b"[1]"),
+        "array of [[[[[]]]]]": _array(b"[[[[[]]]]]"),
+        'array of ["["]': _array(b'["["]'),
         "nested [": b"[" * CAP,
         "one long string": b'"' + b"a" * (CAP - 2) + b'"',
         "lone surrogates": b'["' + b"\\ud800" * ((CAP - 4) // 6) + b'"]',
