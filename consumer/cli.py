@@ -17,11 +17,14 @@ import yaml
 from pydantic import SecretStr
 
 from consumer import __version__
+from consumer.archive.cli import add_recordings
 from consumer.config.load import ConfigErrors, load_config
 from consumer.config.model import Config
 from consumer.errors import ConfigError, InvalidMessage
 from consumer.formats import FORMAT_NAMES, get_format
+from consumer.logs import effective_format
 from consumer.pipeline.replay import add_dead_letters
+from consumer.reconcile.cli import add_calls, add_reconcile
 from consumer.runtime.cli import add_run
 from consumer.runtime.demo import add_demo
 
@@ -63,10 +66,15 @@ def masked(config: Config) -> dict[str, Any]:
     """The resolved configuration as plain data, every secret shown as `***`."""
     data: dict[str, Any] = _mask(config.model_dump(mode="python"))  # durations dump as "1s"
     data["sink"]["url"] = config.sink.redacted_url
+    data["log"]["format"] = effective_format(config.log)  # not null: what `run` here would use
     data["sink"]["forward"] = [
         {kind: settings for kind, settings in entry.items() if settings is not None}
         for entry in data["sink"]["forward"]
     ]
+    if data.get("recordings") is None:
+        data.pop("recordings", None)  # an optional section left out stays out
+    if data.get("reconcile") is None:
+        data.pop("reconcile", None)  # optional section: shown only when configured
     for queue in data["queues"]:
         for section in ("mns", "rocketmq", "http"):
             if queue[section] is None:
@@ -130,6 +138,9 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     add_dead_letters,
     add_run,
     add_demo,
+    add_recordings,
+    add_calls,
+    add_reconcile,
 ]
 
 

@@ -94,7 +94,7 @@ def configure_logging(
     """
     log = log or LogConfig()
     target = stream or sys.stderr
-    fmt = log.format or ("console" if _isatty(target) else "json")
+    fmt = effective_format(log, target)
     # A secret made only of * cannot be told from the mask itself; it is no secret anyway.
     forms = {form for value in secrets if value.strip("*") for form in _spellings(value)}
     rendered = forms | {form for value in forms for form in _json_spellings(value)}
@@ -117,6 +117,12 @@ def configure_logging(
             cache_logger_on_first_use=False,
         )
     _route_stdlib(_settings.level)
+
+
+def effective_format(log: LogConfig, stream: TextIO | None = None) -> str:
+    """`log.format`, or when unset what `configure_logging` picks for `stream` (stderr): a
+    console layout on a terminal, JSON lines elsewhere (systemd, Docker, a pipe)."""
+    return log.format or ("console" if _isatty(stream or sys.stderr) else "json")
 
 
 def configure_from(config: Config) -> None:
@@ -439,6 +445,7 @@ __all__ = [
     "capture_stdlib_logger",
     "configure_from",
     "configure_logging",
+    "effective_format",
     "get_logger",
     "mask_phone_numbers",
     "message_context",

@@ -66,6 +66,23 @@ def test_check_local_config_prints_resolved_settings(capsys: pytest.CaptureFixtu
         "total": "60s",
     }
     assert "mns" not in printed["queues"][0]
+    # And the log format left unset is the one `run` would pick here (stderr is no terminal)
+    assert printed["log"]["format"] == "json"
+
+
+def test_check_prints_the_log_format_that_is_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a configuration that asks for the console layout
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "log: {format: console}\nqueues:\n"
+        "  - {name: a, source: http, format: moor7.event, http: {path: /a}}\n",
+        encoding="utf-8",
+    )
+    # When it is checked, then that is what is printed
+    assert main(["check", "-c", str(config)]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["log"]["format"] == "console"
 
 
 @pytest.mark.usefixtures("example_env")

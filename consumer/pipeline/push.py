@@ -9,6 +9,7 @@ connections refuse other threads) and the event loop never blocks on the databas
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -35,7 +36,9 @@ class PushHandler:
 
     async def handle_async(self, messages: Sequence[Message]) -> list[Result]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.handle, list(messages))
+        # The commit thread logs with the caller's context (the listener binds `worker`).
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self._executor, context.run, self.handle, list(messages))
 
     def close(self) -> None:
         """Wait for the call in progress, then release the thread."""

@@ -28,6 +28,7 @@ from consumer.model import rfc3339
 from consumer.pipeline.normalize import Unit, prepare
 from consumer.pipeline.results import Disposition, Result
 from consumer.pipeline.store import Committer
+from consumer.preflight import Unreachable, check_sink, sink_problem
 from consumer.sinks import open_sink
 from consumer.sinks.base import DeadLetterRow, Sink
 from consumer.sources.base import Message
@@ -143,10 +144,14 @@ def _positive_id(text: str) -> int:
 def _open(args: argparse.Namespace) -> tuple[Config, Sink] | None:
     try:
         config = load_config(args.config)
+        check_sink(args.config, config.sink)
         sink = open_sink(config.sink)
     except ConfigError as exc:
         for error in getattr(exc, "errors", [exc]):
             print(f"{error.location}: {error.problem}", file=sys.stderr)
+        return None
+    except Unreachable as exc:
+        print(exc, file=sys.stderr)
         return None
     return config, sink
 
@@ -155,12 +160,12 @@ def list_command(args: argparse.Namespace) -> int:
     opened = _open(args)
     if opened is None:
         return 1
-    _, sink = opened
+    config, sink = opened
     try:
         sink.migrate()
         rows = sink.dead_letters()
     except TransientError as exc:
-        print(f"database unavailable: {exc}", file=sys.stderr)
+        print(sink_problem(args.config, config.sink, exc), file=sys.stderr)
         return 1
     finally:
         sink.close()
@@ -182,7 +187,7 @@ def replay_command(args: argparse.Namespace) -> int:
         sink.migrate()
         report = replay(config, sink, args.ids)
     except TransientError as exc:
-        print(f"database unavailable: {exc}", file=sys.stderr)
+        print(sink_problem(args.config, config.sink, exc), file=sys.stderr)
         return 1
     finally:
         sink.close()

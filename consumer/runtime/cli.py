@@ -18,6 +18,7 @@ from consumer.config.load import ConfigErrors, load_config
 from consumer.config.model import Config
 from consumer.errors import ConfigError, TransientError
 from consumer.logs import configure_from
+from consumer.preflight import Unreachable, check_brokers, check_sink, sink_problem
 from consumer.runtime.spec import DEFAULT_DRAIN_SECONDS, EXIT_CONFIG, EXIT_FAILED
 
 if TYPE_CHECKING:
@@ -80,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    try:  # within seconds and in one line, rather than workers retrying into the journal
+        check_sink(args.config, config.sink)
+        check_brokers(args.config, config, args.queue)
+    except Unreachable as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FAILED
     configure_from(config)
     try:
         _migrate(config)
@@ -87,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("cannot start: configuration", location=exc.location, problem=exc.problem)
         return EXIT_CONFIG
     except TransientError as exc:
-        log.error("cannot start: the database is unavailable", error=str(exc))
+        print(sink_problem(args.config, config.sink, exc), file=sys.stderr)
         return EXIT_FAILED
     # Imported here: a spawned worker re-imports the `consumer` script (its __main__), and with
     # it this module; the supervisor and prometheus_client are the main process's alone.

@@ -1,14 +1,20 @@
 """`consumer demo` (interfaces.md §1): the whole daemon on local emulators, in a few seconds.
 
 It starts the bundled emulators (`consumer.testing`: MNS with the Alicom token endpoint, and a
-RocketMQ 5 proxy), loads the sample messages shipped in `consumer/testing/samples/` the way each
-provider delivers them (MNS bodies base64-encoded as Alicom sends them, read with the token flow;
-Outbound Bot events on a RocketMQ topic; Huawei and 7moor events POSTed to the listener), runs the
-real daemon (`consumer run` as a child process on a generated configuration, told apart from
-systemd only by the NOTIFY_SOCKET this command binds), waits until every message is stored and
-acknowledged, stops it with SIGTERM and prints the `calls` table of the temporary SQLite file.
+RocketMQ 5 proxy), loads the sample messages shipped in `consumer/testing/samples/demo/` the way
+each provider delivers them (MNS bodies base64-encoded as Alicom sends them, read with the
+token flow; Outbound Bot events on a RocketMQ topic; Huawei and 7moor events POSTed to the
+listener), runs the real daemon (`consumer run` as a child process on a generated
+configuration, told apart from systemd only by the NOTIFY_SOCKET this command binds), waits
+until every message is stored and acknowledged, stops it with SIGTERM and prints the `calls`
+table of the temporary SQLite file, with a legend.
 
 Samples named `*.invalid.*` are loaded too: they end in `dead_letters`, which the summary shows.
+
+The demo samples tell one call per provider, with complete (fictitious) numbers and ids that
+agree across the call's messages, so each call visibly merges into one row from several events
+of several formats and sources; the provider documents' own examples (with their masked ids)
+stay in `consumer/testing/samples/` for the format tests.
 """
 
 from __future__ import annotations
@@ -59,15 +65,22 @@ READY_TIMEOUT = 60.0
 DRAIN_SECONDS = 5.0
 COLUMNS = (
     ("provider", "provider", 20),
-    ("call_id", "call_id", 28),
     ("outcome", "outcome", 14),
     ("caller", "caller", 16),
     ("callee", "callee", 16),
     ("started_at", "started (UTC)", 19),
     ("duration_seconds", "talk s", 6),
     ("event_count", "events", 6),
-    ("last_event_kind", "last event", 15),
+    ("last_event_kind", "last event", 16),
+    ("call_id", "call_id", 80),  # last, and wide enough: an id is shown whole
 )
+LEGEND = """\
+One row per call: the call's id as its provider gives it, merged from all of its events in
+whatever order they arrived ("events"). Aliyun VMS: status reports, the CDR, the recording and
+two ASR sentences, from four MNS queues read with the Alicom token flow; Outbound Bot: five
+events on a RocketMQ topic; Huawei Voice Call, Huawei Private Number and 7moor: status events
+and a CDR pushed over HTTP. The numbers are fictitious and stored as sent (log lines mask them);
+the broken 7moor body is kept in dead_letters with its raw bytes."""
 
 
 class DemoError(Exception):
@@ -157,7 +170,7 @@ def run_demo(workdir: Path, out: Any) -> int:
 
 def load_samples() -> list[Sample]:
     """Every shipped sample, as `FORMAT.NAME.ext` (the format is the first two parts)."""
-    folder = resources.files("consumer.testing") / "samples"
+    folder = resources.files("consumer.testing") / "samples" / "demo"
     samples = []
     for entry in sorted(folder.iterdir(), key=lambda item: item.name):
         parts = entry.name.split(".")
@@ -345,6 +358,7 @@ def print_report(database: Path, out: Any) -> None:
     print(f"\ncall_events: {sum(row['n'] for row in events)} ({per_provider})", file=out)
     quarantined = "; ".join(f"{row['queue']}: {row['reason']} x{row['n']}" for row in dead)
     print(f"dead_letters: {sum(row['n'] for row in dead)} ({quarantined or 'none'})", file=out)
+    print(f"\n{LEGEND}", file=out)
 
 
 def render_table(rows: Sequence[Sequence[object]]) -> str:

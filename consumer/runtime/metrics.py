@@ -103,6 +103,21 @@ class PrometheusMetrics:
             multiprocess_mode="livemin",
         )
 
+    def declare(self, queue: str) -> None:
+        """Export the queue's counters and histograms at 0 before its first message: an alert
+        on `increase()` or a silent queue needs the series to exist from the start."""
+        for metric in (
+            self._received,
+            self._acked,
+            self._nacked,
+            self._events,
+            self._retries,
+            self._in_flight,
+            self._latency,
+            self._sink,
+        ):
+            metric.labels(queue)
+
     def _beat(self) -> None:
         if self._activity is not None:
             self._activity()

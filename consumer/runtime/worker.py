@@ -2,7 +2,8 @@
 
 - A pull worker runs one consume loop (`pipeline.loop.Worker`) on one MNS or RocketMQ queue.
 - The listener runs the shared aiohttp server: every `source: http` queue, `/metrics` (all
-  processes' metrics), `/healthz`, `/readyz`, and the forward runner of `sink.forward`.
+  processes' metrics), `/healthz`, `/readyz`, the forward runner of `sink.forward`, and the
+  recording archiver of `recordings:`.
 
 The listener is a process of its own rather than a thread of the supervisor: the supervisor then
 runs no SDK, no asyncio and (after the start-up migration) no sink, so nothing a queue does can
@@ -40,6 +41,7 @@ from consumer.errors import ConfigError, TransientError
 from consumer.logs import configure_from
 from consumer.pipeline.handler import Pipeline
 from consumer.pipeline.loop import Worker
+from consumer.reconcile.runner import open_reconciler
 from consumer.runtime.metrics import PrometheusMetrics, aggregated_registry
 from consumer.runtime.spec import (
     EXIT_CONFIG,
@@ -150,7 +152,10 @@ def main(spec: WorkerSpec, config: Config, array: Any, drain_seconds: float) -> 
     _die_with_parent()
     slot = Slot(array, spec.slot)
     configure_from(config)
+    # Every line of the process names it; a pull worker's lines also name its one queue.
     structlog.contextvars.bind_contextvars(worker=spec.name)
+    if spec.queue is not None:
+        structlog.contextvars.bind_contextvars(queue=spec.queue)
     deadline = max(drain_seconds - DRAIN_MARGIN, 0.5)
     try:
         if spec.kind == "listener":
@@ -189,6 +194,7 @@ def _run_pull(spec: WorkerSpec, config: Config, slot: Slot, deadline: float) -> 
                     code = EXIT_OK
                     return code
         metrics = PrometheusMetrics(activity=slot.beat)
+        metrics.declare(queue.name)
         source = TrackedSource(open_source(queue), slot, queue.name, metrics.source_up)
         pipeline = Pipeline.for_queue(queue, sink, metrics)
         worker = Worker(source, pipeline, batch_size=batch_size, wait=wait)
@@ -262,6 +268,7 @@ def _close_quietly(source: Source, timeout: float) -> None:
 
 async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: float) -> int:
     # aiohttp is the listener's alone: pull workers never import it.
+    from consumer.archive.worker import open_archiver, run_archiver  # noqa: PLC0415
     from consumer.sources.http import PushEndpoint, PushServer  # noqa: PLC0415
     from consumer.sources.http_auth import NonceCache  # noqa: PLC0415
 
@@ -293,6 +300,8 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
         # /healthz from the first second; pushes get 503 until the database is migrated
         accepting=False,
     )
+    archiving: asyncio.Task[None] | None = None
+    reconciler = open_reconciler(config)  # calls owed a final record: consumer/reconcile/
     try:
         await server.start()
         for delay in _retry_delays():
@@ -309,9 +318,13 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
                     return EXIT_OK
         server.accept()
         for name in spec.push_queues:
+            metrics.declare(name)
             metrics.source_up(name, True)
         if runner is not None:
             runner.start()
+        archiving = asyncio.create_task(run_archiver(open_archiver(config), stopping))
+        if reconciler is not None:
+            reconciler.start()
         slot.connected(True)
         while not stopping.is_set():
             slot.beat()  # the event loop's own heartbeat: a blocked loop stops beating
@@ -327,8 +340,13 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
         log.info("listener drained")
         return EXIT_OK
     finally:
+        if archiving is not None:
+            stopping.set()
+            await archiving
         if runner is not None:
             await loop.run_in_executor(None, runner.stop, 2.0)
+        if reconciler is not None:
+            await loop.run_in_executor(None, reconciler.close, 5.0)
         if outbox is not None:
             outbox.close()
         sink.close()

@@ -21,6 +21,8 @@ from consumer.model import CallEvent
 from consumer.sinks import migrations
 from consumer.sinks.base import DeadLetter, DeadLetterRow, NonceClaim, Sink, StoredEvent
 from consumer.sinks.merge import CallRow, merge_call, shapes_call
+from consumer.sinks.reconcile import mark_final
+from consumer.sinks.recordings import insert_recordings
 
 EVENT_COLUMNS: tuple[str, ...] = (
     "event_id",
@@ -271,7 +273,9 @@ class SqlSink(ABC):
             new = self._insert_events(cur, batch)
             touched = sorted({_call_key(e) for e in new if shapes_call(e)})
             self._recompute_calls(cur, touched, now, new)
+            mark_final(self, cur, new, now)  # calls.state: sinks/reconcile.py
             self._insert_outbox(cur, new, now)
+            insert_recordings(self, cur, new, now)
             self._upsert_dead_letters(cur, letters)
 
     def dead_letters(self, ids: Sequence[int] = ()) -> list[DeadLetterRow]:

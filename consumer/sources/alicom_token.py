@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 from mns.auth import Credentials, CredentialsProvider
 from mns.mns_exception import MNSServerException
+from prometheus_client import Counter, Gauge
 
 from consumer.config.model import AccessKeyAuth, AlicomTokenAuth, StsAuth
 from consumer.errors import ConsumerError
@@ -49,6 +50,21 @@ AUTH_ERROR_CODES = frozenset(
 )
 
 T = TypeVar("T")
+
+# In the MNS worker processes, through the multiprocess files like every pipeline metric: an
+# operator alerts on failed refreshes and on a token close to its ExpireTime (the refresh is
+# tried 120 s before it, so a token with less left means every refresh since has failed).
+TOKEN_REFRESHES = Counter(
+    "consumer_alicom_token_refreshes",
+    "Alicom QueryTokenForMnsQueue calls, by result (ok or failed)",
+    ["mns_queue", "result"],
+)
+TOKEN_EXPIRY = Gauge(
+    "consumer_alicom_token_expiry_timestamp_seconds",
+    "When the current Alicom STS token of the MNS queue expires (Unix time)",
+    ["mns_queue"],
+    multiprocess_mode="livemax",
+)
 
 
 class AlicomTokenError(ConsumerError):
@@ -163,7 +179,13 @@ class AlicomTokenCache:
         with self._lock:
             token = self._token
             if token is None or not self._fresh(token):
-                token = self._fetch()
+                try:
+                    token = self._fetch()
+                except AlicomTokenError:
+                    TOKEN_REFRESHES.labels(self._queue_name, "failed").inc()
+                    raise
+                TOKEN_REFRESHES.labels(self._queue_name, "ok").inc()
+                TOKEN_EXPIRY.labels(self._queue_name).set(token.expires_at)
                 self._token = token
             return token
 

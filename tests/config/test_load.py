@@ -395,7 +395,8 @@ queues:
         (
             "log:\n  level: info\n",
             "log:\n  level: info\nlogging: {}\n",
-            "logging: unknown key; did you mean log? (allowed here: log, sink, http, queues)",
+            "logging: unknown key; did you mean log? (allowed here: log, sink, http, queues, "
+            "recordings, reconcile)",
         ),
         (
             "      path: /push",
@@ -444,6 +445,24 @@ queues:
             " max_skew: 8h}\n",
             "queues[1].http.auth.max_skew: must be 1s to 15m, not 28800s (line 16)",
         ),
+        (
+            "log:\n  level: info\n",
+            "log:\n  level: info\nrecordings:\n  store: /var/rec\n",
+            "recordings.store: must start with file:/// or s3://: '/var/rec' (line 4)",
+        ),
+        (
+            "log:\n  level: info\n",
+            "log:\n  level: info\nrecordings:\n  store: file:///r\n"
+            "  allow_hosts: ['http://x.example']\n",
+            "recordings.allow_hosts: not a host name, *.domain pattern or IP address: "
+            "'http://x.example' (line 5)",
+        ),
+        (
+            "log:\n  level: info\n",
+            "log:\n  level: info\nrecordings:\n  store: file:///r\n"
+            "  huawei_privacy: {app_key: k}\n",
+            "recordings.huawei_privacy.app_secret: required key is missing (line 5)",
+        ),
     ],
     ids=[
         "unknown-key",
@@ -473,6 +492,9 @@ queues:
         "rocketmq-namespace",
         "rocketmq-max-deliveries-over-broker-dlq",
         "push-skew-out-of-range",
+        "recordings-store-scheme",
+        "recordings-allow-hosts-not-a-host",
+        "recordings-huawei-secret-missing",
     ],
 )
 def test_bad_configuration_names_file_and_key_path(

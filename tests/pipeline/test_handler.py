@@ -73,8 +73,9 @@ def test_every_line_about_a_message_carries_its_ids_and_never_its_body(
     with captured() as logs:
         pipeline(sink, fake_time, Counters()).handle([message(1), message(2, body=bodies.NOT_JSON)])
     # Then the stored one is logged with queue, provider, kind, call_id, event_id, message_id
+    # (at debug level: the batch gets one info line with the counts)
     stored = next(line for line in logs if line["event"] == "message stored")
-    assert stored["log_level"] == "info"
+    assert stored["log_level"] == "debug"
     assert stored["queue"] == QUEUE
     assert stored["provider"] == "aliyun_vms"
     assert stored["kind"] == "call.record"
@@ -85,6 +86,18 @@ def test_every_line_about_a_message_carries_its_ids_and_never_its_body(
     letter = next(line for line in logs if line["event"].startswith("message quarantined"))
     assert letter["log_level"] == "warning"
     assert (letter["message_id"], letter["reason"]) == ("m-2", "not_json")
+    # And the batch has one info line with its counts
+    batches = [line for line in logs if line["event"] == "batch stored"]
+    assert len(batches) == 1
+    assert batches[0]["log_level"] == "info"
+    assert {key: batches[0][key] for key in ("queue", "provider", "messages", "events")} == {
+        "queue": QUEUE,
+        "provider": "aliyun_vms",
+        "messages": 2,
+        "events": 1,
+    }
+    assert (batches[0]["stored"], batches[0]["dead_lettered"]) == (1, 1)
+    assert batches[0]["left_for_redelivery"] == 0
     # And no line holds a body
     text = repr(logs)
     assert "0571000" not in text

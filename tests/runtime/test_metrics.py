@@ -77,6 +77,25 @@ def test_source_up_is_a_gauge_per_queue() -> None:
     assert found[q("consumer_source_up", queue="vms")] == 0
 
 
+def test_a_declared_queue_exports_zeros_before_its_first_message() -> None:
+    # Given a queue declared and nothing else done
+    registry = CollectorRegistry()
+    PrometheusMetrics(registry).declare("vms")
+    found = samples(registry)
+    # Then its counters, gauges and histograms exist, at 0
+    for name in (
+        "consumer_messages_received_total",
+        "consumer_messages_acked_total",
+        "consumer_messages_nacked_total",
+        "consumer_events_written_total",
+        "consumer_sink_retries_total",
+        "consumer_inflight_messages",
+        "consumer_message_latency_seconds_count",
+        "consumer_sink_latency_seconds_count",
+    ):
+        assert found[q(name, queue="vms")] == 0, name
+
+
 _CHILD = """
 import sys
 from consumer.runtime.metrics import PrometheusMetrics

@@ -222,7 +222,12 @@ def test_the_reporting_source_keeps_the_wrapped_sources_settling_promise() -> No
 
 
 class RoundTrip(MemorySource):
-    """Every receive after the first takes a network round trip, even when it finds nothing."""
+    """Every receive after the first takes a network round trip, even when it finds nothing.
+
+    It may be settled during a receive (as MNS may): only such a source is prefetched from.
+    """
+
+    concurrent_settle = True
 
     def __init__(self, queue: MemoryQueue) -> None:
         super().__init__(queue, visibility_timeout=30)

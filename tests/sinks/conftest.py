@@ -1,8 +1,10 @@
 """Sink fixtures: every shared test runs on SQLite and on PostgreSQL.
 
 PostgreSQL is the server at 127.0.0.1:5432, database `test` (override with
-CONSUMER_TEST_POSTGRES). Each test gets a schema of its own, named after this test run, and
-drops it afterwards; a run that dies half-way leaves only schemas with its own prefix.
+CONSUMER_TEST_POSTGRES). Each test gets a schema of its own, named after this test process (an
+xdist worker is a process of its own), and drops it afterwards; a run that dies half-way leaves
+only schemas with its own prefix. Every connection is the test's own, so a server restart
+between two tests fails neither.
 """
 
 from __future__ import annotations
@@ -32,28 +34,46 @@ def schema_url(schema: str, base: str = POSTGRES) -> str:
     return f"{base}?options=-csearch_path%3D{schema}"
 
 
-@pytest.fixture(scope="session")
-def postgres_admin() -> Iterator[psycopg.Connection[Any]]:
+def _connect() -> psycopg.Connection[Any]:
     try:
-        conn = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5)
+        return psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
         pytest.fail(f"PostgreSQL tests need the server at {POSTGRES}: {exc}")
-    yield conn
-    rows = conn.execute(
-        "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"{RUN}%",)
-    ).fetchall()
-    for (schema,) in rows:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    conn.close()
+
+
+@pytest.fixture(scope="session")
+def _run_schemas() -> Iterator[None]:
+    """At the end of the run (of this xdist worker: RUN holds its pid), drop what is left."""
+    yield
+    try:
+        conn = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError:
+        return  # the server is gone: nothing to clean, or nothing we can do
+    with conn:
+        rows = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"{RUN}%",)
+        ).fetchall()
+        for (schema,) in rows:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture
-def pg_schema(postgres_admin: psycopg.Connection[Any]) -> Iterator[str]:
+def postgres_admin(_run_schemas: None) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection of the test's own: a server restart between tests costs
+    nothing (one connection for the whole run turned every later test into an error)."""
+    with _connect() as conn:
+        yield conn
+
+
+@pytest.fixture
+def pg_schema(_run_schemas: None) -> Iterator[str]:
     """A fresh, empty schema for one test."""
     schema = f"{RUN}_{next(_counter)}"
-    postgres_admin.execute(f'CREATE SCHEMA "{schema}"')
+    with _connect() as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
     yield schema
-    postgres_admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    with _connect() as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

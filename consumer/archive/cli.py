@@ -1,0 +1,147 @@
+"""`consumer recordings list|retry`: the archive's rows, and putting final failures back in line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from consumer.config.load import load_config
+from consumer.errors import ConfigError, TransientError
+from consumer.sinks import open_sink
+from consumer.sinks.recordings import STATUSES, Recording, RecordingTable
+
+if TYPE_CHECKING:
+    from consumer.cli import Subparsers
+
+_COLUMNS = ("ID", "PROVIDER", "CALL_ID", "STATUS", "ATTEMPTS", "BYTES", "ARCHIVE/ERROR", "SOURCE")
+_WIDTH = 60
+
+
+def add_recordings(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "recordings",
+        help="show the recording archive, or retry failed recordings",
+        description="The rows of the recording archive (the recordings table).",
+    )
+    actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="show the archive's rows")
+    listing.add_argument("-c", "--config", required=True, metavar="PATH", help="file or conf.d")
+    listing.add_argument("--status", choices=STATUSES, help="only rows with this status")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.set_defaults(handler=list_command)
+    again = actions.add_parser(
+        "retry",
+        help="put failed, expired or refused recordings back in line",
+        description="Set failed, expired and refused recordings (all, or the named ones) back "
+        "to pending with a fresh retry budget; a running daemon picks them up.",
+    )
+    again.add_argument("-c", "--config", required=True, metavar="PATH", help="file or conf.d")
+    again.add_argument(
+        "--id",
+        dest="ids",
+        type=_positive_id,
+        action="append",
+        default=[],
+        metavar="ID",
+        help="retry only this recording (repeatable); default: every failed, expired, refused",
+    )
+    again.set_defaults(handler=retry_command)
+
+
+def _positive_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a recording id (a number): {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"recording ids start at 1: {text!r}")
+    return value
+
+
+def _open(path: str) -> RecordingTable | None:
+    try:
+        config = load_config(path)
+        sink = open_sink(config.sink)
+    except ConfigError as exc:
+        for error in getattr(exc, "errors", [exc]):
+            print(f"{error.location}: {error.problem}", file=sys.stderr)
+        return None
+    return RecordingTable(sink)
+
+
+def list_command(args: argparse.Namespace) -> int:
+    table = _open(args.config)
+    if table is None:
+        return 1
+    try:
+        table.sink.migrate()
+        rows = table.rows(args.status)
+    except TransientError as exc:
+        print(f"database unavailable: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        table.sink.close()
+    if args.json:
+        for row in rows:
+            print(json.dumps(row.as_json(), ensure_ascii=False))
+    else:
+        print(format_table(rows))
+    return 0
+
+
+def retry_command(args: argparse.Namespace) -> int:
+    table = _open(args.config)
+    if table is None:
+        return 1
+    try:
+        table.sink.migrate()
+        known = {row.id: row for row in table.rows(ids=sorted(set(args.ids)))} if args.ids else {}
+        moved = table.retry(sorted(set(args.ids)))
+    except TransientError as exc:
+        print(f"database unavailable: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        table.sink.close()
+    for row_id in moved:
+        print(f"#{row_id}: back in line")
+    unknown = [row_id for row_id in args.ids if row_id not in known]
+    for row_id in sorted(set(args.ids) - set(moved) - set(unknown)):
+        print(f"#{row_id}: not retried, it is {known[row_id].status}")
+    for row_id in unknown:
+        print(f"#{row_id}: no recording with this id", file=sys.stderr)
+    print(f"{len(moved)} recording{'s' if len(moved) != 1 else ''} back in line")
+    return 1 if unknown else 0
+
+
+def format_table(rows: Sequence[Recording]) -> str:
+    if not rows:
+        return "no recordings"
+    lines = [
+        (
+            str(row.id),
+            row.provider,
+            row.call_id or "-",
+            row.status,
+            str(row.attempts),
+            "-" if row.bytes is None else str(row.bytes),
+            _shorten(row.archive_uri or row.last_error or "-"),
+            _shorten(row.source.split("?", 1)[0]),
+        )
+        for row in rows
+    ]
+    widths = [max(len(cells[i]) for cells in [_COLUMNS, *lines]) for i in range(len(_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
+        for cells in [_COLUMNS, *lines]
+    )
+
+
+def _shorten(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _WIDTH else text[: _WIDTH - 1] + "…"
+
+
+__all__ = ["add_recordings", "format_table"]
