@@ -142,11 +142,11 @@ def slow_format(seconds: float) -> Format:
     return Format(FORMAT, real.provider, parse)
 
 
-def test_a_message_slow_for_three_visibility_timeouts_keeps_its_batch_mates_invisible(
+def test_a_message_slower_than_the_visibility_timeout_keeps_its_batch_mates_invisible(
     mns: FakeMnsServer, sink: SqlSink
 ) -> None:
-    # Given a 1 s visibility, and 48 good receipts of which one takes 3 s of CPU to normalize
-    mns.create_queue(QUEUE, visibility_timeout=2)
+    # Given a 3 s visibility, and 48 good receipts of which one takes 4.5 s of CPU to normalize
+    mns.create_queue(QUEUE, visibility_timeout=3)
     expected = enqueue_good(mns, 48, slow={5})
     # When a worker drains the queue
     counters = drain(mns, sink, slow_format(4.5), timeout=60)
