@@ -24,6 +24,7 @@ from consumer.pipeline.handler import Pipeline
 from consumer.pipeline.results import Disposition
 from consumer.sinks import open_sink
 from consumer.sources.base import Message
+from tests.sources.test_http import Reply, every_queue, run, serving, status
 
 MEGABYTE = 1_048_576
 # A line holds a dozen short keys besides the capped values.
@@ -121,3 +122,24 @@ def test_a_long_phone_number_value_is_masked_before_it_is_cut(log_lines: io.Stri
     shown = json.loads(log_lines.getvalue())["text"]
     assert "12345" not in shown
     assert shown.startswith("x" * (LOG_VALUE_LIMIT - 6) + " 138**")
+
+
+def test_a_long_content_type_is_quoted_short_in_the_415(
+    tmp_path: Path, log_lines: io.StringIO
+) -> None:
+    # Given a listener, and a push whose content type is 8,000 characters (under aiohttp's
+    # header limit)
+    content_type = "text/" + "x" * 7995
+
+    async def scenario() -> Reply:
+        async with serving(tmp_path, every_queue()) as rig:
+            return await rig.post("/push/huawei/voice", status("c@h"), content_type=content_type)
+
+    # When it is posted
+    reply = run(scenario)
+    # Then it is refused 415, quoting 64 characters of the type and its size
+    assert reply.status == 415
+    assert f"…' ({len(content_type)} bytes)" in reply.json()["error"]
+    assert len(reply.body) < 300
+    # And no log line comes near the header's size
+    assert all(len(line) < LINE_LIMIT for line in log_lines.getvalue().splitlines())
