@@ -24,9 +24,10 @@ class Format:
     parse: Parser
 
     def __post_init__(self) -> None:
-        # Every parse runs with the cyclic GC paused: up to 5x faster on a body of many small
-        # containers, which bounds the CPU a hostile body may cost (`_decode._GcPause`).
-        object.__setattr__(self, "parse", _decode.without_gc(self.parse))
+        # Every parse refuses a body over the size cap first, and runs with the cyclic GC
+        # paused (up to 5x faster on many small containers): what bounds the CPU one message
+        # may cost (`_decode.bounded`).
+        object.__setattr__(self, "parse", _decode.bounded(self.parse))
 
 
 _MODULES = {

@@ -143,11 +143,13 @@ class _GcPause:
 _GC_PAUSE = _GcPause()
 
 
-def without_gc(parse: Callable[[bytes], T]) -> Callable[[bytes], T]:
-    """`parse`, run with the cyclic GC paused (`_GcPause`)."""
+def bounded(parse: Callable[[bytes], T]) -> Callable[[bytes], T]:
+    """`parse` for a body of at most `MAX_BODY_BYTES` (else `too_large`, whatever the path the
+    format would take), run with the cyclic GC paused (`_GcPause`)."""
 
     @functools.wraps(parse)
     def paused(body: bytes) -> T:
+        check_size(body)
         with _GC_PAUSE.paused():
             try:
                 return parse(body)

@@ -87,6 +87,15 @@ def test_a_body_over_the_limit_is_refused_unread(fmt: str) -> None:
     assert str(LIMIT) in error.detail
 
 
+def test_a_7moor_form_over_the_limit_is_refused_unread() -> None:
+    # Given a form body whose one field holds JSON, one byte over the limit (the form path
+    # once decoded it whole after the JSON path had refused it)
+    head = b"data=%7B%7D"
+    body = head + b"+" * (LIMIT + 1 - len(head))
+    # When it is parsed, Then it is too large
+    assert invalid("moor7.event", body).reason == "too_large"
+
+
 def test_a_body_of_exactly_the_limit_is_decoded() -> None:
     # Given a good voice report padded with whitespace to exactly the limit
     plain = voice_report()
