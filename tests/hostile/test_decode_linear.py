@@ -253,3 +253,14 @@ def test_a_gc_disabled_by_the_application_stays_disabled() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_7moor_event_id_of_megabytes_is_hashed() -> None:
+    # Given a 7moor login push whose eventUniqueId is megabytes of id letters (the readable-id
+    # patterns are bounded, {1,64})
+    record = sample("moor7.event.login.json")
+    record["eventUniqueId"] = "a" * (LIMIT - 4096)
+    # When it is parsed, Then its event id is a short hash, not the id itself
+    (normalized,) = parse("moor7.event", json.dumps(record).encode())
+    assert normalized.event.event_id.startswith("moor7-")
+    assert len(normalized.event.event_id) < 100
