@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from consumer.errors import InvalidMessage
 from consumer.formats import FORMAT_NAMES, parse
-from consumer.formats._decode import MAX_BODY_BYTES, form_fields, unquote_plus
+from consumer.formats._decode import MAX_BODY_BYTES, MAX_CONTAINERS, form_fields, unquote_plus
 from consumer.logs import mask_phone_numbers
 from consumer.sources.http_auth import Credentials, HuaweiAksk, sign_huawei
 
@@ -264,3 +264,21 @@ def test_a_7moor_event_id_of_megabytes_is_hashed() -> None:
     (normalized,) = parse("moor7.event", json.dumps(record).encode())
     assert normalized.event.event_id.startswith("moor7-")
     assert len(normalized.event.event_id) < 100
+
+
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_a_body_of_a_million_small_arrays_is_refused_before_decoding(fmt: str) -> None:
+    # Given a JSON array of `[[]]` up to the limit: 1.7 million lists to build and free
+    body = b"[" + b",".join([b"[[]]"] * ((LIMIT - 2) // 5)) + b"]"
+    # When a format gets it, Then it is too large, counting its brackets
+    error = invalid(fmt, body)
+    assert error.reason == "too_large"
+    assert f"more than the {MAX_CONTAINERS} decoded" in error.detail
+
+
+def test_a_push_of_5000_records_is_decoded() -> None:
+    # Given an HTTP-push array of 5,000 voice reports (two brackets each, far below the bound)
+    record = sample("aliyun.voice_report.seed000.json")
+    records = [{**record, "call_id": f"c-{n}"} for n in range(5000)]
+    # When it is parsed, Then it is 5,000 events
+    assert len(parse(VOICE_REPORT, json.dumps(records).encode())) == 5000
