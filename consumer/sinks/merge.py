@@ -2,8 +2,10 @@
 
 The row is a pure function of the *set* of the call's events: `merge_call` deduplicates by
 `event_id` and ranks the events by a total order before it looks at any field, so neither the
-order the events arrived in nor how often each arrived changes the result. The sinks recompute
-the row from every stored event of the call inside the transaction that added an event.
+order the events arrived in nor how often each arrived changes the result. The ranking is kept
+as a `MergeState` (each field's winning candidate), a join of the events' own candidates: the
+sinks store it with the row and fold each new event into it inside the transaction that added
+the event, so an event costs the same whether its call has one event or a thousand.
 
 Authority (providers.md §0.3): the final record (`call.record`: Aliyun VoiceReport, Outbound
 Bot task record, Huawei fee record, 7moor `cdr`) wins for outcome, times and duration; the
@@ -15,14 +17,14 @@ wins, and `event_id` breaks exact ties. `agent.status` events never shape a call
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TypeVar
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from operator import attrgetter
+from typing import Any
 
 from consumer.model import CallEvent, Direction, HangupBy, Kind, Outcome, Provider
-
-T = TypeVar("T")
 
 # Lower is more authoritative. call.ended carries the hangup cause (Huawei disconnect, VMS
 # VoiceCallReport end codes) and outranks the in-progress events for outcome and times.
@@ -109,65 +111,186 @@ def merge_call(events: Iterable[CallEvent]) -> CallRow | None:
     keys = {(event.provider, event.call_id) for event in unique.values()}
     if len(keys) != 1:
         raise ValueError(f"events of several calls given to one merge: {sorted(map(str, keys))}")
+    state = MergeState()
+    for event in unique.values():
+        state.fold(event)
     provider, call_id = next(iter(keys))
     assert call_id is not None  # shapes_call() admitted only events with a call_id
-
-    # Most authoritative first; later first within a kind; event_id last so the order is total.
-    ranked = sorted(unique.values(), key=_rank_key)
-    # Stable sort: keeps the authority order among the events that are not recordings.
-    recordings_first = sorted(ranked, key=lambda e: e.kind is not Kind.RECORDING_READY)
-
-    refs: dict[str, str] = {}
-    for event in reversed(ranked):  # least authoritative first, so the best one writes last
-        refs.update(event.refs)
-    last = max(unique.values(), key=_recency_key)
-    return CallRow(
-        provider=provider,
-        call_id=call_id,
-        outcome=_first(ranked, lambda e: e.outcome),
-        caller=_first(ranked, lambda e: e.caller),
-        callee=_first(ranked, lambda e: e.callee),
-        direction=_first(ranked, lambda e: e.direction),
-        started_at=_time(ranked, "started_at", lambda e: e.started_at),
-        ringing_at=_time(ranked, "ringing_at", lambda e: e.ringing_at),
-        answered_at=_time(ranked, "answered_at", lambda e: e.answered_at),
-        ended_at=_time(ranked, "ended_at", lambda e: e.ended_at),
-        duration_seconds=_first(ranked, lambda e: e.duration_seconds),
-        recording_url=_first(recordings_first, lambda e: e.recording_url),
-        provider_status=_first(ranked, lambda e: e.provider_status),
-        hangup_by=_first(ranked, lambda e: e.hangup_by),
-        correlation_id=_first(ranked, lambda e: e.correlation_id),
-        refs=refs,
-        last_event_kind=last.kind,
-        last_event_at=last.occurred_at,
-        event_count=len(unique),
-    )
+    return state.row(provider, call_id)
 
 
-def _first(order: Sequence[CallEvent], pick: Callable[[CallEvent], T | None]) -> T | None:
-    for event in order:
-        value = pick(event)
-        if value is not None:
-            return value
-    return None
+# A candidate for one field: the rank key of the event that offers it, and the value. The
+# lowest key wins; keys are total (they end with the event_id), so the winner of a set of
+# candidates is the same whatever order they are offered in, and offering one twice is a no-op.
+_Candidate = tuple[tuple[Any, ...], Any]
+
+# Row fields taken from the best-ranked event that states them, as they are.
+_PLAIN: tuple[str, ...] = (
+    "outcome",
+    "caller",
+    "callee",
+    "direction",
+    "duration_seconds",
+    "provider_status",
+    "hangup_by",
+    "correlation_id",
+)
+_TIMES: tuple[str, ...] = ("started_at", "ringing_at", "answered_at", "ended_at")
+_IMPLIED = "~"  # slot prefix: the time as implied by the kind of event that marks it
+_TIME_SLOTS = frozenset(_TIMES) | {_IMPLIED + name for name in _TIMES}
+_ENUMS: dict[str, Callable[[str], Any]] = {
+    "outcome": Outcome,
+    "direction": Direction,
+    "hangup_by": HangupBy,
+}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_plain_values = attrgetter(*_PLAIN)
+_time_values = attrgetter(*_TIMES)
 
 
-def _time(
-    order: Sequence[CallEvent], name: str, pick: Callable[[CallEvent], datetime | None]
-) -> datetime | None:
-    """The field as the events state it, else the `occurred_at` of the event that marks it."""
-    stated = _first(order, pick)
-    if stated is not None:
-        return stated
-    return _first(order, lambda e: e.occurred_at if _IMPLIED_TIME.get(e.kind) == name else None)
+class MergeState:
+    """What the merge needs to fold in one more event: the winning candidate of every field.
+
+    It is a join: the state of a set of events is the same whatever order they are folded in,
+    so the sink keeps it next to the `calls` row (`calls.merge_state`) and folds each new event
+    into it, at a cost that does not grow with the events the call already has. Only
+    `event_count` assumes that each folded event is new to the call, which the sink knows from
+    its insert. A new derived column is one more method over the same winners. The stored
+    keys are ranks under `_AUTHORITY` and `_LIFECYCLE`: a change to those tables must come with
+    a migration that sets `calls.merge_state` to NULL, so that every row is recomputed.
+    """
+
+    __slots__ = ("count", "last", "last_at", "refs", "slots")
+
+    def __init__(self) -> None:
+        self.slots: dict[str, _Candidate] = {}
+        self.refs: dict[str, _Candidate] = {}
+        self.last: tuple[int, int, str, Kind] | None = None  # the max wins (event_id is unique)
+        self.last_at: datetime | None = None
+        self.count = 0
+
+    def fold(self, event: CallEvent) -> None:
+        """Take one event of the call into account (the caller has checked `shapes_call`)."""
+        kind = event.kind
+        occurred = (event.occurred_at - _EPOCH) // _MICROSECOND
+        rank = (_AUTHORITY[kind], -occurred, event.event_id)
+        slots = self.slots
+        for name, value in zip(_PLAIN, _plain_values(event), strict=True):
+            if value is not None:
+                _offer(slots, name, rank, value)
+        for name, value in zip(_TIMES, _time_values(event), strict=True):
+            if value is not None:
+                _offer(slots, name, rank, value)
+        implied = _IMPLIED_TIME.get(kind)
+        if implied is not None:
+            _offer(slots, _IMPLIED + implied, rank, event.occurred_at)
+        if event.recording_url is not None:
+            # The dedicated recording event first, then authority as for every other field.
+            recording = (int(kind is not Kind.RECORDING_READY), *rank)
+            _offer(slots, "recording_url", recording, event.recording_url)
+        for key, value in event.refs.items():
+            _offer(self.refs, key, rank, value)
+        last = (occurred, _LIFECYCLE[kind], event.event_id, kind)
+        if self.last is None or last > self.last:
+            self.last, self.last_at = last, event.occurred_at
+        self.count += 1
+
+    def row(self, provider: Provider | str, call_id: str) -> CallRow:
+        if self.last is None:
+            raise ValueError("no event folded into the merge state yet")
+        slots = self.slots
+        values: dict[str, Any] = {}
+        for name in _PLAIN:
+            candidate = slots.get(name)
+            values[name] = None if candidate is None else candidate[1]
+        for name in _TIMES:
+            candidate = slots.get(name) or slots.get(_IMPLIED + name)
+            values[name] = None if candidate is None else candidate[1]
+        recording = slots.get("recording_url")
+        return CallRow(
+            provider=Provider(provider),
+            call_id=call_id,
+            recording_url=None if recording is None else recording[1],
+            refs={key: candidate[1] for key, candidate in sorted(self.refs.items())},
+            last_event_kind=self.last[3],
+            last_event_at=self.last_at,
+            event_count=self.count,
+            **values,
+        )
+
+    # -- storage: compact JSON, read back to an equal state ----------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """Each distinct rank key once (`k`), each candidate `[index of its key, value]`; times
+        as epoch microseconds, enums as their values. A call's fields mostly share a few
+        winners, so this is a few hundred bytes."""
+        keys: dict[tuple[Any, ...], int] = {}
+        slots = {
+            name: [keys.setdefault(key, len(keys)), _to_json(name, value)]
+            for name, (key, value) in self.slots.items()
+        }
+        refs = {
+            name: [keys.setdefault(key, len(keys)), value]
+            for name, (key, value) in self.refs.items()
+        }
+        last = None if self.last is None else [*self.last[:3], self.last[3].value]
+        return {"v": 1, "n": self.count, "k": list(keys), "s": slots, "r": refs, "l": last}
+
+    @classmethod
+    def from_json(cls, data: Any) -> MergeState:
+        """The state `to_json` wrote; `ValueError` (or `LookupError`, `TypeError`) if damaged."""
+        if not isinstance(data, dict) or data.get("v") != 1:
+            raise ValueError(f"not a version 1 merge state: {str(data)[:200]!r}")
+        state = cls()
+        state.count = int(data["n"])
+        keys = [tuple(key) for key in data["k"]]
+        for name, stored in data["s"].items():
+            key, value = _candidate(stored, keys)
+            state.slots[name] = (key, _from_json(name, value))
+        state.refs = {name: _candidate(stored, keys) for name, stored in data["r"].items()}
+        if data["l"] is not None:
+            occurred, lifecycle, event_id, kind = data["l"]
+            state.last = (int(occurred), int(lifecycle), str(event_id), Kind(kind))
+            state.last_at = _time(state.last[0])
+        return state
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MergeState):
+            return NotImplemented
+        return self.to_json() == other.to_json()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
 
 
-def _rank_key(event: CallEvent) -> tuple[int, float, str]:
-    return (_AUTHORITY[event.kind], -event.occurred_at.timestamp(), event.event_id)
+def _offer(slots: dict[str, _Candidate], name: str, rank: tuple[Any, ...], value: Any) -> None:
+    held = slots.get(name)
+    # Keys of one slot always have the same shape, so they compare element by element.
+    if held is None or rank < held[0]:
+        slots[name] = (rank, value)
 
 
-def _recency_key(event: CallEvent) -> tuple[datetime, int, str]:
-    return (event.occurred_at, _LIFECYCLE[event.kind], event.event_id)
+def _to_json(slot: str, value: Any) -> Any:
+    if slot in _TIME_SLOTS:
+        return (value - _EPOCH) // _MICROSECOND
+    return value._value_ if isinstance(value, Enum) else value
 
 
-__all__ = ["CallRow", "merge_call", "shapes_call"]
+def _from_json(slot: str, value: Any) -> Any:
+    if slot in _TIME_SLOTS:
+        return _time(value)
+    factory = _ENUMS.get(slot)
+    return value if factory is None else factory(value)
+
+
+def _candidate(stored: Any, keys: list[tuple[Any, ...]]) -> _Candidate:
+    if not isinstance(stored, list) or len(stored) != 2 or not isinstance(stored[0], int):
+        raise ValueError(f"not a merge candidate: {str(stored)[:200]!r}")
+    return keys[stored[0]], stored[1]
+
+
+def _time(microseconds: int) -> datetime:
+    return _EPOCH + microseconds * _MICROSECOND
+
+
+__all__ = ["CallRow", "MergeState", "merge_call", "shapes_call"]

@@ -5,8 +5,8 @@ from `migrate`/`store` rather than a crash, and the pool reconnects by itself wh
 each connection is checked before it is lent, and a broken one is thrown away on return.
 
 Writers of the same call serialize on a transaction-scoped advisory lock per (provider,
-call_id), taken in sorted order, so the `calls` row is recomputed from a complete set of
-events even when several workers store events of one call at the same time.
+call_id), taken in sorted order, so each folds its events into the `calls` row's merge state
+as the previous one left it, even when several workers store events of one call at once.
 
 The tables live in the connection's current schema: pick one with
 `postgresql://host/db?options=-csearch_path%3Dmyschema`.

@@ -3,7 +3,8 @@
 Built on aliyun-mns-sdk 1.3.0 with the settings and pitfalls of clients.md §2.2–2.3:
 
 - `batch_receive_message(≤16, ≤30)` with `set_encoding(False)`: the body reaches the format's
-  decoder untouched, so a body that is not base64 is dead-lettered instead of looping;
+  decoder untouched, so a body that is not base64 is dead-lettered instead of looping (the
+  answer is decoded with ElementTree, `mns_receive.py`, rather than the SDK's minidom);
 - every request has a socket timeout longer than the long poll (the SDK's HTTPS connection has
   none by default);
 - one SDK `Account` per source for receiving and changing visibility, and a second one, with
@@ -41,6 +42,7 @@ from consumer.sources.alicom_token import (
     credentials_provider,
 )
 from consumer.sources.base import Message
+from consumer.sources.mns_receive import batch_receive
 
 log = structlog.get_logger("consumer.sources.mns")
 
@@ -138,7 +140,7 @@ class MnsSource:
         started = time.monotonic()
         try:
             received = self._call(
-                "receive", lambda: self._queue.batch_receive_message(count, wait_seconds)
+                "receive", lambda: batch_receive(self._queue, count, wait_seconds)
             )
         except MNSServerException as exc:
             if exc.type != "MessageNotExist":

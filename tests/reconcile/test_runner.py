@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from consumer.config.model import ReconcileConfig
 from consumer.formats import aliyun_voice_report
-from consumer.model import CallEvent, Normalized, Provider, event_id
+from consumer.model import CallEvent, Kind, Normalized, Provider, event_id
 from consumer.reconcile.aliyun_outbound_bot import OutboundBotJob
 from consumer.reconcile.aliyun_vms import VmsCallDetail
 from consumer.reconcile.metrics import ReconcileMetrics
@@ -116,7 +116,8 @@ def test_an_overdue_call_is_asked_for_and_becomes_final(
 ) -> None:
     # Given a VMS call with only its ringing event, and a call that already has its record
     push(sink, intermediate("aliyun_vms", "vms-1"))
-    push(sink, intermediate("aliyun_vms", "vms-final").model_copy(update={"kind": "call.record"}))
+    final = intermediate("aliyun_vms", "vms-final").model_copy(update={"kind": Kind.CALL_RECORD})
+    push(sink, final)
     peer.add_call_detail("vms-1", VOICE_NOTICE, call_detail("vms-1"))
     clock = Clock(RINGING)
     worker = reconciler(

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import json
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.model import CallEvent, Direction, HangupBy, Kind, Outcome
-from consumer.sinks.merge import merge_call, shapes_call
+from consumer.model import CallEvent, Kind, Outcome
+from consumer.sinks.merge import MergeState, merge_call, shapes_call
+from consumer.sinks.sql import dumps
+from tests.sinks import reference
 from tests.sinks.scenarios import SCENARIOS, Scenario, at, event
+from tests.sinks.strategies import call_events
 
 # --- rules --------------------------------------------------------------------------------------
 
@@ -116,49 +119,9 @@ def test_scenarios_merge_as_expected(scenario: Scenario) -> None:
 
 # --- order and duplication ----------------------------------------------------------------------
 
-_T = datetime(2024, 3, 1, tzinfo=UTC)
-# Few distinct times, so that ties (the hard case for determinism) are common.
-_times = st.integers(min_value=0, max_value=2).map(lambda s: _T + timedelta(seconds=s))
-_maybe_time = st.none() | _times
-_CALL_KINDS = [k for k in Kind if k not in (Kind.JOB_COMPLETED, Kind.AGENT_SESSION)]
-
-
-@st.composite
-def _event(draw: st.DrawFn, event_id: str) -> CallEvent:
-    return CallEvent(
-        event_id=event_id,
-        provider="huawei_privacy",
-        # Mostly a few kinds, so that same-kind same-time ties are common too.
-        kind=draw(
-            st.sampled_from([Kind.CALL_ENDED, Kind.CALL_RECORD]) | st.sampled_from(_CALL_KINDS)
-        ),
-        call_id="call-1",
-        occurred_at=draw(_times),
-        caller=draw(st.none() | st.sampled_from(["+861", "+862"])),
-        callee=draw(st.none() | st.sampled_from(["+863", "+864"])),
-        direction=draw(st.none() | st.sampled_from(list(Direction))),
-        started_at=draw(_maybe_time),
-        ringing_at=draw(_maybe_time),
-        answered_at=draw(_maybe_time),
-        ended_at=draw(_maybe_time),
-        duration_seconds=draw(st.none() | st.integers(0, 3)),
-        outcome=draw(st.none() | st.sampled_from(list(Outcome))),
-        provider_status=draw(st.none() | st.sampled_from(["0", "17", "31"])),
-        hangup_by=draw(st.none() | st.sampled_from(list(HangupBy))),
-        recording_url=draw(st.none() | st.sampled_from(["https://a", "https://b"])),
-        correlation_id=draw(st.none() | st.sampled_from(["x", "y"])),
-        refs=draw(st.dictionaries(st.sampled_from(["icid", "job"]), st.sampled_from(["1", "2"]))),
-    )
-
-
-@st.composite
-def _calls(draw: st.DrawFn) -> list[CallEvent]:
-    size = draw(st.integers(min_value=1, max_value=8))
-    return [draw(_event(f"e{n}")) for n in range(size)]
-
 
 @settings(max_examples=150, deadline=None)
-@given(events=_calls(), data=st.data())
+@given(events=call_events(), data=st.data())
 def test_merge_ignores_order_and_duplicates(events: list[CallEvent], data: st.DataObject) -> None:
     # Given one call's distinct events, and the same events reordered with some repeated
     repeats = data.draw(st.lists(st.sampled_from(events), max_size=6))
@@ -181,3 +144,54 @@ def test_two_different_copies_of_one_event_id_merge_alike_in_any_order() -> None
     b = a.model_copy(update={"outcome": Outcome.REJECTED})
     # When merged in either order, Then the same copy is chosen
     assert merge_call([a, b]) == merge_call([b, a])
+
+
+# --- the incremental merge ----------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(events=call_events(), data=st.data())
+def test_folding_in_any_order_through_storage_is_the_full_recompute(
+    events: list[CallEvent], data: st.DataObject
+) -> None:
+    # Given one call's distinct events that shape it, in a random order
+    shaping = [one for one in events if shapes_call(one)]
+    order = data.draw(st.permutations(shaping))
+    # When they are folded one by one, the state stored as JSON and read back in between
+    state = MergeState()
+    for one in order:
+        if data.draw(st.booleans()):
+            state = MergeState.from_json(json.loads(dumps(state.to_json())))
+        state.fold(one)
+    # Then the row is the one the sort-based recompute makes of all of them
+    expected = reference.recompute(events)
+    assert merge_call(events) == expected
+    if expected is None:
+        assert not shaping
+        return
+    assert state.row("huawei_privacy", "call-1") == expected
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_folding_each_scenario_is_the_full_recompute(scenario: Scenario) -> None:
+    # Given each provider's realistic sequence (each event once, as the sink folds only new
+    # ones), When folded from last to first
+    distinct = {e.event_id: e for e in scenario.events if shapes_call(e)}
+    state = MergeState()
+    for one in reversed(list(distinct.values())):
+        state.fold(one)
+    call = scenario.events[0]
+    # Then the row is the recomputed one
+    assert state.row(call.provider, call.call_id or "") == reference.recompute(scenario.events)
+
+
+def test_a_damaged_state_is_refused() -> None:
+    # Given stored states that are not a version-1 merge state, Then reading them says so
+    with pytest.raises(ValueError, match="merge state"):
+        MergeState.from_json({"v": 2})
+    with pytest.raises(ValueError, match="merge candidate"):
+        MergeState.from_json({"v": 1, "n": 1, "k": [], "s": {"caller": "x"}, "r": {}, "l": None})
+    with pytest.raises(IndexError):
+        MergeState.from_json(
+            {"v": 1, "n": 1, "k": [], "s": {"caller": [0, "x"]}, "r": {}, "l": None}
+        )

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from consumer.errors import RejectedData
 from consumer.model import CallEvent, Normalized
 from consumer.sinks import migrations
 from consumer.sinks.base import DeadLetter, NonceClaim, StoredEvent
-from consumer.sinks.sql import SqlSink
+from consumer.sinks.merge import CallRow, MergeState
+from consumer.sinks.sql import CALL_COLUMNS, SqlSink, _dumps_state, _loads
+from tests.sinks import reference
 from tests.sinks.conftest import SinkFactory
 from tests.sinks.helpers import call_row, count, query
 from tests.sinks.scenarios import SCENARIOS, Scenario, at, event, stored, with_call_id
+from tests.sinks.strategies import call_events
 
 
 def letter(message_id: str = "m-1", **overrides: Any) -> DeadLetter:
@@ -278,6 +285,101 @@ def test_calls_row_of_each_provider_whatever_the_order(sink: SqlSink, scenario: 
     assert all({**row, **ignore} == {**rows[0], **ignore} for row in rows)
 
 
+_examples = itertools.count()
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(events=call_events(), data=st.data())
+def test_the_stored_row_is_the_full_recompute_over_any_order_and_batching(
+    sink: SqlSink, events: list[CallEvent], data: st.DataObject
+) -> None:
+    # Given two calls with these events (ids of their own in this database)
+    example = next(_examples)
+    calls = [
+        [
+            e.model_copy(
+                update={"call_id": f"x{example}-{n}", "event_id": f"x{example}-{n}-{e.event_id}"}
+            )
+            for e in events
+        ]
+        for n in range(2)
+    ]
+    # When both are delivered interleaved in a random order, some events twice, in random batches
+    everything = calls[0] + calls[1]
+    repeats = data.draw(st.lists(st.sampled_from(everything), max_size=4))
+    delivered = data.draw(st.permutations(everything + repeats))
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(delivered)), max_size=5)))
+    for start, end in zip([0, *cuts], [*cuts, len(delivered)], strict=True):
+        sink.store(stored(delivered[start:end]), [])
+    # Then each calls row is what the sort-based recompute makes of all of the call's events
+    for call in calls:
+        row = call_row(sink, "huawei_privacy", call[0].call_id or "")
+        expected = reference.recompute(call)
+        if expected is None:
+            assert row is None
+            continue
+        assert row is not None
+        assert {k: v for k, v in row.items() if k != "updated_at"} == _columns(expected)
+
+
+def _columns(row: CallRow) -> dict[str, Any]:
+    """A CallRow as `call_row` reads it back from the table."""
+    values = {name: getattr(row, name) for name in CALL_COLUMNS if name != "updated_at"}
+    return {k: v.value if isinstance(v, Enum) else v for k, v in values.items()}
+
+
+def test_a_row_from_before_the_merge_state_is_recomputed_once(make_sink: SinkFactory) -> None:
+    # Given calls stored by a consumer before migration 0003 (no merge_state column)
+    sink = make_sink()
+    scenario = SCENARIOS[0]
+    events = with_call_id(scenario.events, "legacy")
+    sink.store(stored(events[:-1]), [])
+    with sink._write() as cur:
+        cur.execute("ALTER TABLE calls DROP COLUMN merge_state")
+        cur.execute(sink._sql("DELETE FROM schema_version WHERE version = 3"))
+    # When this consumer migrates, Then the rows are kept, their merge state not yet
+    make_sink().migrate()
+    assert query(sink, "SELECT merge_state FROM calls") == [(None,)]
+    # When the call's last event arrives
+    sink.store(stored(events[-1:]), [])
+    # Then the row is recomputed from all of its events, and its state kept from then on
+    _assert_row(sink, scenario, "legacy")
+    assert query(sink, "SELECT count(*) FROM calls WHERE merge_state IS NULL") == [(0,)]
+    row = call_row(sink, scenario.events[0].provider, "legacy")
+    assert row is not None
+    expected = reference.recompute(events)
+    assert expected is not None
+    assert {k: v for k, v in row.items() if k != "updated_at"} == _columns(expected)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "not json",
+        '{"v": 9}',
+        '{"v": 1, "n": 1}',
+        "[1, 2]",
+        '{"v": 1, "n": 1, "k": [], "s": {"caller": [3, "x"]}, "r": {}, "l": null}',
+    ],
+)
+def test_a_damaged_merge_state_is_rebuilt_from_the_events(sink: SqlSink, damage: str) -> None:
+    # Given a call whose stored merge state was damaged (by hand, say)
+    scenario = SCENARIOS[1]
+    events = with_call_id(scenario.events, f"damaged-{len(damage)}")
+    sink.store(stored(events[:-1]), [])
+    with sink._write() as cur:
+        cur.execute(sink._sql("UPDATE calls SET merge_state = ?"), (damage,))
+    # When the call's last event arrives, Then the row is recomputed from all of its events
+    sink.store(stored(events[-1:]), [])
+    row = call_row(sink, events[0].provider, events[0].call_id or "")
+    expected = reference.recompute(events)
+    assert row is not None
+    assert expected is not None
+    assert {k: v for k, v in row.items() if k != "updated_at"} == _columns(expected)
+
+
 def test_events_without_a_call_make_no_calls_row(sink: SqlSink) -> None:
     # Given events of no call (job completed, agent login) and an agent state of a call
     loose = [e for scenario in SCENARIOS for e in scenario.no_call]
@@ -458,3 +560,13 @@ def test_the_write_probe_writes(sink: SqlSink) -> None:
     sink.write_probe()
     sink.write_probe()
     assert query(sink, "SELECT expires_at FROM push_nonces") == [(0.0,)]
+
+
+def test_a_merge_state_beyond_64_bit_integers_reads_back_exactly() -> None:
+    # Given a call whose duration does not fit 64 bits (which orjson refuses to write)
+    state = MergeState()
+    state.fold(event("call.record", "moor7", "big", 1, duration_seconds=10**30))
+    # When its state is written and read back, Then the integer is exact
+    again = MergeState.from_json(_loads(_dumps_state(state.to_json())))
+    assert again == state
+    assert again.row("moor7", "big").duration_seconds == 10**30

@@ -216,17 +216,26 @@ def test_a_batch_looks_its_calls_up_in_the_index_instead_of_scanning(tmp_path: P
     sink.migrate()
     statements: list[str] = []
     sink._connection().set_trace_callback(statements.append)
-    # When a batch of two calls is stored
+    # When a batch of two calls is stored, then more events of them, then more events of a
+    # call whose row predates the merge state (recomputed once from its events)
     events = SCENARIOS[0].events
-    sink.store(stored(events + with_call_id(events, "another-call")), [])
+    other = with_call_id(events, "another-call")
+    sink.store(stored(events[:2] + other[:2]), [])
+    sink.store(stored(events[2:] + other[2:-1]), [])
+    with sink._write() as cur:
+        cur.execute("UPDATE calls SET merge_state = NULL WHERE call_id = 'another-call'")
+    sink.store(stored(other[-1:] + SCENARIOS[1].events), [])
     sink.close()
-    # Then each read of call_events looks the calls up by (provider, call_id), and none scans
-    # the table or the whole index (which costs per batch what the table holds)
+    # Then each read looks the calls up by (provider, call_id), and none scans the table or the
+    # whole index (which costs per batch what the table holds)
     reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    assert reads
     plain = sqlite3.connect(path)
     for statement in reads:
         details = [row[3] for row in plain.execute("EXPLAIN QUERY PLAN " + statement)]
         assert not any(detail.startswith("SCAN") for detail in details), details
-        assert any("call_events_call (provider=? AND call_id=?)" in d for d in details), details
+        assert any("(provider=? AND call_id=?)" in d for d in details), details
     plain.close()
+    # And the call's own events are read only for the row without a merge state
+    event_reads = [s for s in reads if "FROM call_events" in s]
+    assert len(event_reads) == 1
+    assert "'another-call'" in event_reads[0]

@@ -1,0 +1,64 @@
+"""The shared decoding helpers: the cheap paths refuse exactly what the full checks refuse."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from consumer.errors import InvalidMessage
+from consumer.formats import _decode
+from consumer.model import CallEvent
+
+
+@pytest.mark.parametrize("escape", ["\\ud800", "\\uDFFF", "\\udc0a", "\\uDbFf"])
+def test_a_lone_surrogate_escape_in_any_spelling_is_refused(escape: str) -> None:
+    # Given JSON whose string holds a lone surrogate escape, in upper, lower or mixed case hex
+    body = ('{"a": "x' + escape + 'y"}').encode()
+    # When it is loaded, Then it is refused as bad unicode, not passed on to fail later
+    with pytest.raises(InvalidMessage) as raised:
+        _decode.load_json(body)
+    assert raised.value.reason == "bad_unicode"
+
+
+def test_a_surrogate_pair_and_deep_but_storable_json_load() -> None:
+    # Given a valid pair of surrogate escapes (one emoji) and 600 nested arrays (the slow path)
+    body = b'{"a": "\\ud83d\\ude00", "b": ' + b"[" * 600 + b"]" * 600 + b"}"
+    # When loaded, Then the values are there
+    value = _decode.load_json(body)
+    assert value["a"] == "\U0001f600"
+
+
+def _event(**fields: Any) -> CallEvent:
+    return CallEvent(
+        event_id="e", provider="moor7", kind="call.ended", occurred_at=datetime.now(UTC), **fields
+    )
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"caller": "\ud800"},
+        {"refs": {"k": "\udfff"}},
+        {"extras": {"a": "中文\udc00"}},
+        {"extras": {"a": b"\xff"}},
+    ],
+    ids=["text", "ref", "extra-value", "bytes"],
+)
+def test_an_event_that_cannot_be_serialized_is_refused(fields: dict[str, Any]) -> None:
+    # Given an event holding something JSON cannot carry, Then storable refuses it
+    with pytest.raises(InvalidMessage, match="cannot be serialized"):
+        _decode.storable(_event(**fields))
+
+
+def test_an_event_nested_too_deeply_is_refused_and_a_plain_one_kept() -> None:
+    # Given an extra nested deeper than pydantic serializes, Then it is refused
+    deep: Any = "x"
+    for _ in range(300):
+        deep = [deep]
+    with pytest.raises(InvalidMessage):
+        _decode.storable(_event(extras={"deep": deep}))
+    # And an event of text, numbers and shallow nesting is the same event
+    plain = _event(caller="中文", extras={"n": 1, "f": 1.5, "b": True, "z": None, "l": [1]})
+    assert _decode.storable(plain) is plain
