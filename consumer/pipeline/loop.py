@@ -32,7 +32,7 @@ from types import TracebackType
 
 import structlog
 
-from consumer.errors import TransientError
+from consumer.errors import Reason, TransientError, describe
 from consumer.pipeline.handler import Pipeline
 from consumer.pipeline.results import Disposition, Result
 from consumer.sources.base import Message, Source
@@ -91,7 +91,7 @@ class Keepalive:
                     "could not extend visibility; the batch may be redelivered",
                     queue=self._queue,
                     messages=len(self._messages),
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=describe(exc),
                 )
 
 
@@ -203,7 +203,7 @@ class KeepaliveThread:
                 "could not extend visibility; the batch may be redelivered",
                 queue=self._queue,
                 messages=len(messages),
-                error=f"{type(exc).__name__}: {exc}",
+                error=describe(exc),
             )
 
 
@@ -323,9 +323,9 @@ class Worker:
             # The batch comes back; a message that keeps causing this ends in dead_letters
             # once it passes max_deliveries, before it is parsed.
             log.exception("pipeline failed: batch left for redelivery", queue=queue)
-            error = f"{type(exc).__name__}: {exc}"
+            error = describe(exc)
             results = [
-                Result(message, Disposition.TRANSIENT, 0, "pipeline_error", error)
+                Result(message, Disposition.TRANSIENT, 0, Reason.PIPELINE_ERROR, error)
                 for message in messages
             ]
         committed = all(result.committed for result in results)

@@ -11,17 +11,13 @@ from datetime import datetime
 
 import structlog
 
-from consumer.errors import DETAIL_LIMIT, InvalidMessage, clip
+from consumer.errors import DETAIL_LIMIT, InvalidMessage, Reason, clip, describe
 from consumer.formats import Format
 from consumer.logs import message_context
 from consumer.sinks.base import DeadLetter, StoredEvent
 from consumer.sources.base import Message
 
 log = structlog.get_logger("consumer.pipeline")
-
-MAX_DELIVERIES = "max_deliveries"
-NORMALIZER_ERROR = "normalizer_error"
-SINK_REJECTED = "sink_rejected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +65,7 @@ def prepare(
         error = (
             f"delivered {message.delivery_count} times, more than max_deliveries {max_deliveries}"
         )
-        letter = dead_letter(queue, message, MAX_DELIVERIES, error, received_at)
+        letter = dead_letter(queue, message, Reason.MAX_DELIVERIES, error, received_at)
         return Unit(message, dead_letter=letter)
     try:
         normalized = fmt.parse(message.body)
@@ -82,9 +78,10 @@ def prepare(
     except Exception as exc:  # a bug in a format module must not stop the queue
         with message_context(queue=queue, provider=str(fmt.provider), message_id=message.id):
             log.exception("format module failed: quarantining the message", format=fmt.name)
-        error = f"{fmt.name}: {type(exc).__name__}: {exc}"
+        error = f"{fmt.name}: {describe(exc)}"
         return Unit(
-            message, dead_letter=dead_letter(queue, message, NORMALIZER_ERROR, error, received_at)
+            message,
+            dead_letter=dead_letter(queue, message, Reason.NORMALIZER_ERROR, error, received_at),
         )
     events = tuple(
         StoredEvent(normalized=item, queue=queue, message_id=message.id, received_at=received_at)
@@ -93,4 +90,4 @@ def prepare(
     return Unit(message, events=events)
 
 
-__all__ = ["MAX_DELIVERIES", "NORMALIZER_ERROR", "SINK_REJECTED", "Unit", "dead_letter", "prepare"]
+__all__ = ["Unit", "dead_letter", "prepare"]

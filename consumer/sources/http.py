@@ -45,7 +45,7 @@ from prometheus_client import (
 from prometheus_client.registry import CollectorRegistry
 
 from consumer.config.model import RESERVED_HTTP_PATHS, Config, HttpQueue, QueueConfig
-from consumer.errors import ConfigError, clip
+from consumer.errors import ConfigError, Reason, clip, describe
 from consumer.formats import aliyun_vms
 from consumer.pipeline.handler import Pipeline
 from consumer.pipeline.metrics import Metrics
@@ -197,9 +197,9 @@ class GroupCommit:
                 results = await self.handler.handle_async(messages)
             except Exception as exc:  # a bug in the sink: answer 503 and lose nothing
                 log.exception("push pipeline failed: answering 503", queue=self.queue)
-                error = f"{type(exc).__name__}: {exc}"
+                error = describe(exc)
                 results = [
-                    Result(m, Disposition.TRANSIENT, 0, "transient", error) for m in messages
+                    Result(m, Disposition.TRANSIENT, 0, Reason.TRANSIENT, error) for m in messages
                 ]
             failed = next((r for r in results if not r.committed), None)
             self.last_failure = None if failed is None else (failed.error or "not committed")
@@ -575,7 +575,7 @@ class PushServer:
                     await loop.run_in_executor(self._probe, probe)
         except Exception as exc:  # whatever the sink raises, the answer is "not ready"
             reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}"
-            log.warning("readiness probe failed", error=f"{type(exc).__name__}: {exc}")
+            log.warning("readiness probe failed", error=describe(exc))
             return web.Response(status=503, text=f"sink unavailable: {reason}\n")
         for endpoint in failures:
             endpoint.commits.last_failure = None
