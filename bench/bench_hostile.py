@@ -42,7 +42,7 @@ from consumer.config.model import AccessKeyAuth, MnsConfig
 from consumer.errors import InvalidMessage, clip
 from consumer.formats import FORMAT_NAMES, parse
 from consumer.formats._decode import MAX_BODY_BYTES
-from consumer.pipeline.loop import KeepaliveThread
+from consumer.pipeline.keepalive import KeepaliveThread
 from consumer.sources.base import Message, Source
 from consumer.sources.memory import MemoryQueue, MemorySource
 from consumer.sources.mns import MnsSource

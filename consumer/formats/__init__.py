@@ -17,11 +17,25 @@ from consumer.model import Normalized, Provider
 Parser = Callable[[bytes], list[Normalized]]
 
 
+JSON_TYPES = frozenset({"application/json", "text/json"})
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
 @dataclass(frozen=True, slots=True)
 class Format:
     name: str
     provider: Provider
     parse: Parser
+    answer: bytes = b"{}"
+    """The body of the 200 a push sender expects once its push is stored."""
+    accepts_form: bool = False
+    """Whether the provider pushes it as a form (`application/x-www-form-urlencoded`) too."""
+
+    def accepts(self, content_type: str) -> bool:
+        """Whether a push of this content type may hold this format (JSON, or a form)."""
+        if content_type in JSON_TYPES or content_type.endswith("+json"):
+            return True
+        return self.accepts_form and content_type == FORM_TYPE
 
     def __post_init__(self) -> None:
         # Every parse refuses a body over the size cap first, and runs with the cyclic GC

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from consumer.errors import InvalidMessage, clip
-from consumer.formats import Format
+from consumer.formats import Format, aliyun_vms
 from consumer.formats import _decode as d
 from consumer.model import (
     CallEvent,
@@ -183,7 +183,12 @@ def parse(body: bytes) -> list[Normalized]:
     return events
 
 
-FORMAT = Format(name=FORMAT_NAME, provider=Provider.ALIYUN_OUTBOUND_BOT, parse=parse)
+FORMAT = Format(
+    name=FORMAT_NAME,
+    provider=Provider.ALIYUN_OUTBOUND_BOT,
+    parse=parse,
+    answer=aliyun_vms.PUSH_ANSWER,
+)
 
 
 def _parse_record(record: JsonObject) -> list[Normalized]:

@@ -69,4 +69,4 @@ def normalize(record: dict[str, Any]) -> CallEvent:
     )
 
 
-FORMAT = Format(name=NAME, provider=aliyun_vms.PROVIDER, parse=parse)
+FORMAT = Format(name=NAME, provider=aliyun_vms.PROVIDER, parse=parse, answer=aliyun_vms.PUSH_ANSWER)

@@ -27,6 +27,10 @@ from consumer.model import (
     rfc3339,
 )
 
+PUSH_ANSWER = b'{"resultcode":"0","resultdesc":"Success"}'
+"""The 200 body of a stored push: Voice Call fee judges success by resultcode "0"; the other
+Huawei pushes ignore the body."""
+
 # §3.3 eventType → kind (proposal). `fee` is handled apart: one call.record per feeLst entry.
 STATUS_KINDS: Mapping[str, Kind] = {
     "callin": Kind.CALL_INITIATED,

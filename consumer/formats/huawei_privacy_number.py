@@ -103,4 +103,4 @@ def parse(body: bytes) -> list[Normalized]:
     return huawei.parse(PRODUCT, body)
 
 
-FORMAT = Format(name=NAME, provider=Provider.HUAWEI_PRIVACY, parse=parse)
+FORMAT = Format(name=NAME, provider=Provider.HUAWEI_PRIVACY, parse=parse, answer=huawei.PUSH_ANSWER)

@@ -128,4 +128,4 @@ def parse(body: bytes) -> list[Normalized]:
     return huawei.parse(PRODUCT, body)
 
 
-FORMAT = Format(name=NAME, provider=Provider.HUAWEI_VOICE, parse=parse)
+FORMAT = Format(name=NAME, provider=Provider.HUAWEI_VOICE, parse=parse, answer=huawei.PUSH_ANSWER)

@@ -132,7 +132,7 @@ def parse(body: bytes) -> list[Normalized]:
     return events
 
 
-FORMAT = Format(name=FORMAT_NAME, provider=Provider.MOOR7, parse=parse)
+FORMAT = Format(name=FORMAT_NAME, provider=Provider.MOOR7, parse=parse, accepts_form=True)
 
 
 def _load(body: bytes) -> Any:

@@ -4,14 +4,17 @@
 - `store`: units → one sink transaction per batch, transient failures retried, refused rows
   isolated and quarantined
 - `handler.Pipeline`: the two above for one queue, with logging and metrics
-- `loop.Worker`: a pull source tied to a pipeline (receive, keep invisible, ack / reject)
+- `loop.Worker`: a pull source tied to a pipeline, from its parts: `prefetch` (one batch
+  ahead), `keepalive` (keep invisible), `settle` (ack / reject), `middleware` (hooks)
 - `push.PushHandler`: the same for push sources, awaited per request
 - `replay`: `consumer dead-letters list|replay`
 """
 
 from consumer.pipeline.handler import Pipeline
-from consumer.pipeline.loop import Keepalive, KeepaliveThread, Worker, run_worker
+from consumer.pipeline.keepalive import Keepalive, KeepaliveThread
+from consumer.pipeline.loop import Worker, run_worker
 from consumer.pipeline.metrics import Counters, Metrics, NullMetrics
+from consumer.pipeline.middleware import Middleware
 from consumer.pipeline.push import PushHandler
 from consumer.pipeline.results import Disposition, Result
 
@@ -21,6 +24,7 @@ __all__ = [
     "Keepalive",
     "KeepaliveThread",
     "Metrics",
+    "Middleware",
     "NullMetrics",
     "Pipeline",
     "PushHandler",

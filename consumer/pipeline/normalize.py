@@ -58,7 +58,7 @@ def prepare(
     `max_deliveries=None` parses whatever the count (a replay is an operator's decision).
     The count is judged before parsing (a body that kills the process must stop coming back);
     a neighbour cannot raise it, since the keepalive never waits on normalization
-    (`loop.KeepaliveThread`).
+    (`keepalive.KeepaliveThread`).
     """
     if max_deliveries is not None and message.delivery_count > max_deliveries:
         # Checked before parsing: a body that crashes the process must stop coming back.

@@ -42,6 +42,7 @@ from consumer.errors import ConfigError, TransientError, describe
 from consumer.logs import configure_from
 from consumer.pipeline.handler import Pipeline
 from consumer.pipeline.loop import Worker
+from consumer.pipeline.middleware import Middleware
 from consumer.reconcile.runner import open_reconciler
 from consumer.runtime.metrics import PrometheusMetrics, aggregated_registry
 from consumer.runtime.spec import (
@@ -64,65 +65,40 @@ FIRST_WAIT = 1.0
 LISTENER_BEAT = 1.0
 
 
-class TrackedSource:
-    """A source that reports to the supervisor: heartbeat, connected, and whether in a receive.
+class Reporting(Middleware):
+    """Tells the supervisor and /metrics how the worker's source is doing: a heartbeat per
+    receive, connected or not, and whether a receive is in progress.
 
     `receiving` is what the drain looks at: True while the loop waits in a long poll, holding
-    no message.
+    no message. The first long poll is shortened to `FIRST_WAIT`, so readiness comes quickly.
     """
 
-    def __init__(
-        self,
-        source: Source,
-        slot: Slot,
-        queue: str,
-        up: Callable[[str, bool], None] | None = None,
-    ) -> None:
-        self._source = source
+    def __init__(self, slot: Slot, queue: str, up: Callable[[str, bool], None] | None = None):
         self._slot = slot
         self._queue = queue
         self._up = up
         self._answered = False
         self.receiving = False
-        # Settling on another connection while a receive waits is the wrapped source's to allow.
-        self.concurrent_settle = getattr(source, "concurrent_settle", False) is True
 
-    @property
-    def visibility_timeout(self) -> float | None:
-        return self._source.visibility_timeout
-
-    def receive(self, max_count: int, wait: float) -> list[Message]:
-        if not self._answered:
-            wait = min(wait, FIRST_WAIT)
+    def before_receive(self, wait: float) -> float:
         self.receiving = True
         self._slot.beat()
-        try:
-            messages = self._source.receive(max_count, wait)
-        except TransientError:
-            self._connected(False)
-            raise
-        finally:
-            self.receiving = False
+        return wait if self._answered else min(wait, FIRST_WAIT)
+
+    def after_receive(self, messages: Sequence[Message]) -> None:
+        self.receiving = False
         self._answered = True
         self._connected(True)
-        return messages
+
+    def after_receive_failed(self, error: Exception) -> None:
+        self.receiving = False
+        if isinstance(error, TransientError):
+            self._connected(False)
 
     def _connected(self, up: bool) -> None:
         self._slot.connected(up)
         if self._up is not None:
             self._up(self._queue, up)
-
-    def ack(self, messages: Sequence[Message]) -> None:
-        self._source.ack(messages)
-
-    def reject(self, messages: Sequence[Message], delay: float) -> None:
-        self._source.reject(messages, delay)
-
-    def extend(self, messages: Sequence[Message], seconds: float) -> None:
-        self._source.extend(messages, seconds)
-
-    def close(self) -> None:
-        self._source.close()
 
 
 # -- process entry points ----------------------------------------------------------------------
@@ -169,9 +145,11 @@ def _run_pull(spec: WorkerSpec, config: Config, slot: Slot, deadline: float) -> 
             return code
         metrics = PrometheusMetrics(activity=slot.beat)
         metrics.declare(queue.name)
-        source = TrackedSource(queue.open(), slot, queue.name, metrics.source_up)
+        report = Reporting(slot, queue.name, metrics.source_up)
         pipeline = Pipeline.for_queue(queue, sink, metrics)
-        worker = Worker(source, pipeline, batch_size=batch_size, wait=wait)
+        worker = Worker(
+            queue.open(), pipeline, batch_size=batch_size, wait=wait, middleware=[report]
+        )
         failures: list[Exception] = []
         # The loop's thread starts with this thread's context: its log lines name the worker.
         thread = threading.Thread(
@@ -186,7 +164,7 @@ def _run_pull(spec: WorkerSpec, config: Config, slot: Slot, deadline: float) -> 
             if not thread.is_alive():  # only a source's refusal or bug ends the loop by itself
                 failed = failures[0] if failures else None
                 return EXIT_CONFIG if isinstance(failed, ConfigError) else EXIT_FAILED
-        code = _drain(worker, thread, source, deadline)
+        code = _drain(worker, thread, report, deadline)
         return code
     finally:
         if code != EXIT_UNFINISHED:  # else the loop still uses it; the exit rolls it back
@@ -205,13 +183,13 @@ def _loop(worker: Worker, failures: list[Exception]) -> None:
         log.exception("consume loop failed", queue=worker.pipeline.queue)
 
 
-def _drain(worker: Worker, thread: threading.Thread, source: TrackedSource, deadline: float) -> int:
+def _drain(worker: Worker, thread: threading.Thread, report: Reporting, deadline: float) -> int:
     started = time.monotonic()
     worker.stop()
     while thread.is_alive():
-        if source.receiving and not worker.holding:  # a prefetch is a receive with work in hand
+        if report.receiving and not worker.holding:  # a prefetch is a receive with work in hand
             log.info("stopped during a long poll: nothing in hand", queue=worker.pipeline.queue)
-            _close_quietly(source, 1.0)
+            _close_quietly(worker.source, 1.0)
             return EXIT_OK
         if time.monotonic() - started > deadline:
             log.error(
@@ -221,7 +199,7 @@ def _drain(worker: Worker, thread: threading.Thread, source: TrackedSource, dead
             )
             return EXIT_UNFINISHED
         thread.join(0.05)
-    _close_quietly(source, 2.0)
+    _close_quietly(worker.source, 2.0)
     log.info("pull worker drained", queue=worker.pipeline.queue)
     return EXIT_OK
 
@@ -364,6 +342,6 @@ def _die_with_parent() -> None:
 
 
 __all__ = [
-    "TrackedSource",
+    "Reporting",
     "main",
 ]

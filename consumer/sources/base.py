@@ -17,7 +17,7 @@ Rules every source keeps:
   visibility changes (MNS `ChangeMessageVisibility`, RocketMQ `change_invisible_duration`) keeps a
   mutable holder in `handle` and updates it, so `ack` after `extend` uses the newest handle.
 - `ack`, `reject` and `extend` are only called from one thread at a time, never concurrently
-  with `receive` (SDK clients such as MNS's are not thread-safe), unless the source sets
+  with `receive` (SDK clients such as MNS's are not thread-safe), unless the source declares
   `concurrent_settle = True` (MNS settles on a second connection): then the worker may
   acknowledge one batch while a receive for the next is waiting.
 """
@@ -48,6 +48,13 @@ class Message:
 @runtime_checkable
 class Source(Protocol):
     """A batch-pull view of a queue; push sources queue their requests behind the same calls."""
+
+    @property
+    def concurrent_settle(self) -> bool:
+        """Whether `ack` and `reject` may run while a `receive` or `extend` is in progress (on a
+        second connection, as MNS does); only then does the worker prefetch. A capability
+        declared by the class (`concurrent_settle = True`), not probed."""
+        ...
 
     @property
     def visibility_timeout(self) -> float | None:

@@ -46,7 +46,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from consumer.config.model import RESERVED_HTTP_PATHS, Config, HttpQueue, QueueConfig
 from consumer.errors import ConfigError, Reason, clip, describe
-from consumer.formats import aliyun_vms
+from consumer.formats import Format, get_format
 from consumer.pipeline.handler import Pipeline
 from consumer.pipeline.metrics import Metrics
 from consumer.pipeline.push import PushHandler
@@ -101,21 +101,13 @@ BODY_BYTES_IN_FLIGHT = Gauge(
 )
 UNMATCHED = "unmatched"  # the queue label of a request to no known path
 
-_JSON_TYPES = frozenset({"application/json", "text/json"})
-_FORM_TYPE = "application/x-www-form-urlencoded"
-_FORM_FORMATS = frozenset({"moor7.event"})
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def success_body(format_name: str) -> bytes:
-    """What the sender expects once its push is stored (providers.md §1.1, §3.4, §4.1)."""
-    if format_name.startswith("huawei."):
-        # Voice Call fee judges success by resultcode "0"; other Huawei pushes ignore the body.
-        return b'{"resultcode":"0","resultdesc":"Success"}'
-    if format_name.startswith("aliyun."):
-        return aliyun_vms.PUSH_ANSWER
-    return b"{}"
+    """What the sender expects once its push is stored: the format's own answer."""
+    return get_format(format_name).answer
 
 
 class Overloaded(Exception):
@@ -273,10 +265,9 @@ class PushEndpoint:
             address = address.ipv4_mapped
         return any(address in network for network in self.allow_from)
 
-    def accepts(self, content_type: str) -> bool:
-        if content_type in _JSON_TYPES or content_type.endswith("+json"):
-            return True
-        return content_type == _FORM_TYPE and self.format in _FORM_FORMATS
+    @property
+    def parser(self) -> Format:
+        return get_format(self.format)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -453,8 +444,8 @@ class PushServer:
         verdict = endpoint.auth.verify(credentials)
         if isinstance(verdict, Denied):
             return _unauthorized(queue, verdict, request.remote)
-        if not endpoint.accepts(request.content_type):
-            accepted = "JSON" + (" or a form" if endpoint.format in _FORM_FORMATS else "")
+        if not endpoint.parser.accepts(request.content_type):
+            accepted = "JSON" + (" or a form" if endpoint.parser.accepts_form else "")
             return _error(415, f"content type {clip(request.content_type)}: expected {accepted}")
         async with self.bodies.hold() as held:
             body = await self._read_body(request, endpoint, held)
@@ -494,7 +485,7 @@ class PushServer:
             return _error(503, "storage unavailable; retry later", headers=headers)
         return web.Response(
             status=200,
-            body=success_body(endpoint.format),
+            body=endpoint.parser.answer,
             content_type="application/json",
             charset="utf-8",
             headers=headers,

@@ -152,6 +152,9 @@ class MemoryQueue:
 class MemorySource:
     """One consumer of a `MemoryQueue`; implements `consumer.sources.base.Source`."""
 
+    concurrent_settle = False
+    """Settled under the worker's io lock, like most SDK clients."""
+
     def __init__(self, queue: MemoryQueue, visibility_timeout: float | None = None) -> None:
         self._queue = queue
         self._visibility = visibility_timeout or queue.visibility_timeout

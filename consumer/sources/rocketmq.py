@@ -105,6 +105,9 @@ def open_queue(queue: RocketMqQueue) -> RocketMQSource:
 class RocketMQSource:
     """One SimpleConsumer on one topic and group; connects lazily on the first `receive`."""
 
+    concurrent_settle = False
+    """One gRPC client for everything: settled under the worker's io lock."""
+
     def __init__(
         self,
         config: RocketMqConfig,

@@ -1,4 +1,4 @@
-"""A pull worker's pieces in-process (the reporting source, the drain on SIGTERM), and what each
+"""A pull worker's pieces in-process (the reporting middleware, the drain on SIGTERM), and what each
 kind of worker process imports."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from consumer.formats import get_format
 from consumer.pipeline import Counters, Pipeline, Worker, run_worker
 from consumer.runtime.spec import EXIT_OK, EXIT_UNFINISHED
 from consumer.runtime.status import FIELDS, Slot
-from consumer.runtime.worker import FIRST_WAIT, TrackedSource, _drain
+from consumer.runtime.worker import FIRST_WAIT, Reporting, _drain
 from consumer.sinks.base import DeadLetter, StoredEvent
 from consumer.sources.base import Message
 from consumer.sources.memory import MemoryQueue, MemorySource
@@ -47,16 +47,21 @@ class Spy(MemorySource):
         return super().receive(max_count, 0)
 
 
+def pipeline(sink: SinkDouble | None = None) -> Pipeline:
+    return Pipeline(queue="vms", format=get_format(bodies.FORMAT), sink=sink or SinkDouble())
+
+
 def test_the_source_reports_connected_beats_and_shortens_the_first_poll() -> None:
-    # Given a reporting source over an empty queue
+    # Given a worker with the reporting middleware over an empty queue
     status = slot()
     up: list[tuple[str, bool]] = []
     spy = Spy(MemoryQueue())
-    source = TrackedSource(spy, status, "vms", lambda queue, ok: up.append((queue, ok)))
+    source = Reporting(status, "vms", lambda queue, ok: up.append((queue, ok)))
+    worker = Worker(spy, pipeline(), batch_size=16, wait=30, middleware=[source])
     assert not status.is_connected
     # When the loop polls twice with a 30 s wait
-    source.receive(16, 30)
-    source.receive(16, 30)
+    worker.run_once()
+    worker.run_once()
     # Then the first poll was short (readiness comes quickly), the next one as asked
     assert spy.waits == [FIRST_WAIT, 30]
     assert status.is_connected
@@ -71,10 +76,12 @@ def test_an_unreachable_source_is_reported_down() -> None:
     status.connected(True)
     up: list[tuple[str, bool]] = []
     unreachable = Unreachable(MemoryQueue())
-    source = TrackedSource(unreachable, status, "bot", lambda q, ok: up.append((q, ok)))
+    source = Reporting(status, "bot", lambda q, ok: up.append((q, ok)))
+    pauses: list[float] = []
+    worker = Worker(unreachable, pipeline(), pause=pauses.append, middleware=[source])
     # When a receive fails, the failure still reaches the loop (which backs off)
-    with pytest.raises(TransientError):
-        source.receive(16, 30)
+    assert worker.run_once() == []
+    assert len(pauses) == 1
     # Then the supervisor and /metrics see it down
     assert not status.is_connected
     assert up == [("bot", False)]
@@ -94,12 +101,13 @@ class BlockingSink(SinkDouble):
         super().store(events, dead_letters)
 
 
-def make_worker(queue: MemoryQueue, sink: SinkDouble) -> tuple[Worker, TrackedSource]:
-    source = TrackedSource(MemorySource(queue, visibility_timeout=30), slot(), "vms")
+def make_worker(queue: MemoryQueue, sink: SinkDouble) -> tuple[Worker, Reporting]:
+    report = Reporting(slot(), "vms")
     pipeline = Pipeline(
         queue="vms", format=get_format(bodies.FORMAT), sink=sink, metrics=Counters()
     )
-    return Worker(source, pipeline, batch_size=4, wait=30), source
+    source = MemorySource(queue, visibility_timeout=30)
+    return Worker(source, pipeline, batch_size=4, wait=30, middleware=[report]), report
 
 
 class LongPoll(MemorySource):
@@ -120,9 +128,8 @@ class LongPoll(MemorySource):
 def test_stop_during_a_long_poll_returns_at_once() -> None:
     # Given a worker waiting in a 30 s poll
     poll = LongPoll()
-    source = TrackedSource(poll, slot(), "vms")
-    pipeline = Pipeline(queue="vms", format=get_format(bodies.FORMAT), sink=SinkDouble())
-    worker = Worker(source, pipeline, batch_size=4, wait=30)
+    source = Reporting(slot(), "vms")
+    worker = Worker(poll, pipeline(), batch_size=4, wait=30, middleware=[source])
     thread = run_worker(worker)
     while not source.receiving:
         time.sleep(0.01)
@@ -213,12 +220,13 @@ class SettlesConcurrently(MemorySource):
     concurrent_settle = True
 
 
-def test_the_reporting_source_keeps_the_wrapped_sources_settling_promise() -> None:
+def test_the_worker_reads_the_settling_promise_the_source_declares() -> None:
     # Given a source that may be acknowledged while a receive waits (MNS), and one that may not
     queue = MemoryQueue()
-    # When each is wrapped for the supervisor, Then the promise passes through unchanged
-    assert TrackedSource(SettlesConcurrently(queue), slot(), "vms").concurrent_settle is True
-    assert TrackedSource(MemorySource(queue), slot(), "vms").concurrent_settle is False
+    # When a worker with the reporting middleware runs each, Then only the first prefetches
+    report = [Reporting(slot(), "vms")]
+    assert Worker(SettlesConcurrently(queue), pipeline(), middleware=report).prefetch is True
+    assert Worker(MemorySource(queue), pipeline(), middleware=report).prefetch is False
 
 
 class RoundTrip(MemorySource):
@@ -246,9 +254,8 @@ def test_a_drain_during_a_prefetch_finishes_the_batch_in_hand() -> None:
     for n in range(4):
         queue.publish(bodies.voice_report(n))
     sink = BlockingSink()
-    source = TrackedSource(RoundTrip(queue), slot(), "vms")
-    pipeline = Pipeline(queue="vms", format=get_format(bodies.FORMAT), sink=sink)
-    worker = Worker(source, pipeline, batch_size=4, wait=30)
+    source = Reporting(slot(), "vms")
+    worker = Worker(RoundTrip(queue), pipeline(sink), batch_size=4, wait=30, middleware=[source])
     thread = run_worker(worker)
     assert sink.entered.wait(5)
     while not source.receiving:  # the prefetch is under way
