@@ -1,4 +1,4 @@
-"""Prometheus metrics for the pipeline (clients.md §7.6), aggregated across worker processes.
+"""Prometheus metrics for the pipeline (docs/http-push.md), aggregated across worker processes.
 
 Every worker process records into prometheus_client's multiprocess files: the supervisor sets
 `PROMETHEUS_MULTIPROC_DIR` to a fresh directory before it spawns anything, so each child's

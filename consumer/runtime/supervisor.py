@@ -7,8 +7,8 @@ STATUS= on every change, WATCHDOG=1 only while every live worker's loop keeps be
 STOPPING=1 on SIGTERM. It runs no SDK, no asyncio and no sink (the CLI migrates the database
 once before it starts), so a queue cannot wedge the process that watches the queues.
 
-Shutdown (clients.md §7.5): SIGTERM or SIGINT → STOPPING=1 → SIGTERM to every worker, which
-stops receiving and finishes its batch → wait up to the drain deadline → SIGKILL whatever is
+Shutdown (README, "Operating it"): SIGTERM or SIGINT → STOPPING=1 → SIGTERM to every worker,
+which stops receiving and finishes its batch → wait up to the drain deadline → SIGKILL whatever is
 left. Exit 0 when every worker drained, 1 when the deadline passed with work in hand.
 
 Workers are spawned (multiprocessing's "spawn" context): no lock, thread or SDK state is copied

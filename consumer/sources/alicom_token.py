@@ -1,9 +1,10 @@
 """Credentials for MNS queues: Alicom STS tokens, cached and refreshed, or static keys.
 
 Alicom's VMS receipt queues live in Alicom's MNS account; the customer's AccessKey buys a
-short-lived STS triple per queue through Dybaseapi `QueryTokenForMnsQueue` (clients.md §1).
+short-lived STS triple per queue through Dybaseapi `QueryTokenForMnsQueue` (docs/mns.md, "Token
+refresh").
 The MNS SDK asks its `credentials_provider` for credentials on every request, so a provider
-backed by a cache rotates tokens without rebuilding the SDK's `Account`. Rules (§1.5):
+backed by a cache rotates tokens without rebuilding the SDK's `Account`. Rules:
 
 - refresh when less than `refresh_margin` (120 s) remains before `ExpireTime`, which is an
   Asia/Shanghai wall time; a request never leaves with a token past that margin;
@@ -36,7 +37,7 @@ REFRESH_MARGIN_SECONDS = 120.0
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 # MNS answers 403 to every credential problem, but the exception does not carry the status,
-# so the codes decide. The code for an expired STS token is undocumented (clients.md §1.5):
+# so the codes decide. The code for an expired STS token is undocumented (docs/mns.md):
 # anything naming a token, a key or a signature counts.
 AUTH_ERROR_CODES = frozenset(
     {

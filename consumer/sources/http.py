@@ -2,7 +2,7 @@
 
 Huawei and 7moor retry until they get a 200, so a 200 means "durably stored": the body is
 normalized and committed, or quarantined in `dead_letters` with its raw bytes, before the response
-goes out (providers.md §3.4, §4.1). A storage failure answers 503 and the sender retries.
+goes out (docs/http-push.md). A storage failure answers 503 and the sender retries.
 
 Per request, in order, nothing stored and the body unread until the last step:
 unknown path 404, client address outside `allow_from` 403, method other than POST 405, wrong or
@@ -667,7 +667,7 @@ def _routes(endpoints: Sequence[PushEndpoint]) -> dict[str, PushEndpoint]:
 
 
 def _signed_urls(request: web.Request) -> list[str]:
-    """The push URL as the sender may have configured it (Huawei Voice signs it, §3.9)."""
+    """The push URL as the sender configured it (Huawei Voice signs it: docs/http-push.md)."""
     schemes = dict.fromkeys(
         [request.headers.get("X-Forwarded-Proto", request.scheme), "https", "http"]
     )

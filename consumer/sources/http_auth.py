@@ -1,12 +1,12 @@
 """Credential checks for HTTP push queues, done on the headers and path alone.
 
 Nothing here reads the body or touches the sink: a request that fails these checks is answered
-401 before anything is stored (providers.md §3.9, §4.1).
+401 before anything is stored (docs/http-push.md, "Authentication").
 
 - `token`: a shared secret as the last path segment (Huawei push URLs cannot carry a query
   string) or in the `X-Consumer-Token` header, compared in constant time.
 - `huawei_aksk`: Huawei's `X-AKSK` / `X-WSSE` UsernameToken headers. The documents disagree on the
-  digest and on the clock of `Created`, so every documented variant is accepted (§3.9 proposal):
+  digest and on the clock of `Created`, so every documented variant is accepted (docs/security.md):
   HMAC-SHA256(secret, Nonce + Created) and HMAC-SHA256(secret, url "\\n" Nonce "\\n" Created)
   under `X-AKSK`, SHA-256(Nonce + Created + secret) under `X-WSSE`. `Created` must lie within
   `max_skew` of the instant it denotes: with an offset (`+08:00`) that instant; without a zone,

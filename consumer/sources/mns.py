@@ -1,6 +1,6 @@
 """The MNS source: batch long polls on one queue, deletes only what committed.
 
-Built on aliyun-mns-sdk 1.3.0 with the settings and pitfalls of clients.md §2.2–2.3:
+Built on aliyun-mns-sdk 1.3.0 with the settings and pitfalls of docs/mns.md:
 
 - `batch_receive_message(≤16, ≤30)` with `set_encoding(False)`: the body reaches the format's
   decoder untouched, so a body that is not base64 is dead-lettered instead of looping (the
@@ -151,7 +151,7 @@ class MnsSource:
             if exc.type != "MessageNotExist":
                 raise TransientError(f"MNS receive on {self._name}: {_describe(exc)}") from exc
             # MNS also answers MessageNotExist at once when too many long polls run
-            # (clients.md §2.3 item 4): pause briefly instead of spinning.
+            # (docs/mns.md): pause briefly instead of spinning.
             remaining = wait_seconds - (time.monotonic() - started)
             if remaining > 0.5:
                 self._closed.wait(min(EMPTY_POLL_PAUSE, remaining))

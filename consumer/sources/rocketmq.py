@@ -1,6 +1,6 @@
 """RocketMQ 5 (Aliyun 5.x, Apache proxy) through `rocketmq-python-client`'s SimpleConsumer.
 
-Mapping onto `Source` (clients.md §5.3, §7.2): `receive` → `SimpleConsumer.receive`, `ack` →
+Mapping onto `Source` (docs/rocketmq.md): `receive` → `SimpleConsumer.receive`, `ack` →
 `AckMessage`, `reject` and `extend` → `ChangeInvisibleDuration`, `close` → `shutdown`. The
 client's `Message` is the handle; each new receipt handle is written into it, so `ack` after
 `extend` uses the newest one.
