@@ -24,12 +24,17 @@ class Reason(StrEnum):
     """The database refused a value the message yields (`RejectedData`)."""
     # Messages a format refuses (`InvalidMessage`).
     NOT_JSON = "not_json"
+    NOT_UTF8 = "not_utf8"
     NOT_OBJECT = "not_object"
     MISSING_FIELD = "missing_field"
     BAD_FIELD = "bad_field"
     BAD_TIME = "bad_time"
     BAD_UNICODE = "bad_unicode"
     EMPTY_BATCH = "empty_batch"
+    BAD_FORM = "bad_form"
+    TOO_LARGE = "too_large"
+    UNKNOWN_EVENT_TYPE = "unknown_event_type"
+    WRONG_PRODUCT = "wrong_product"
     # Nothing committed: the message is retried (reject, HTTP 503).
     TRANSIENT = "transient"
     """The sink could not be reached (`TransientError`) within the queue's retries."""
@@ -83,7 +88,7 @@ class InvalidMessage(ConsumerError):
     used in `dead_letters.reason` and in metrics; `detail` says precisely what is wrong.
     """
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: Reason, detail: str) -> None:
         detail = clip(detail, DETAIL_LIMIT, quote=False)  # the last line against amplification
         super().__init__(f"{reason}: {detail}")
         self.reason = reason

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from consumer.errors import InvalidMessage, clip
+from consumer.errors import InvalidMessage, Reason, clip
 from consumer.model import CallEvent, JsonObject
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -69,7 +69,7 @@ def check_size(body: bytes) -> None:
     """Refuse a body above `MAX_BODY_BYTES` before any work is spent on it."""
     if len(body) > MAX_BODY_BYTES:
         raise InvalidMessage(
-            "too_large", f"body is {len(body)} bytes, more than the {MAX_BODY_BYTES} decoded"
+            Reason.TOO_LARGE, f"body is {len(body)} bytes, more than the {MAX_BODY_BYTES} decoded"
         )
 
 
@@ -80,25 +80,25 @@ def load_json(body: bytes) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidMessage(
-            "not_utf8", f"body is not UTF-8 ({exc.reason} at byte {exc.start})"
+            Reason.NOT_UTF8, f"body is not UTF-8 ({exc.reason} at byte {exc.start})"
         ) from None
     text = text.removeprefix("\ufeff")
     containers = body.count(b"[") + body.count(b"{")
     if containers > MAX_CONTAINERS:
         raise InvalidMessage(
-            "too_large",
+            Reason.TOO_LARGE,
             f"body holds {containers} '[' and '{{', more than the {MAX_CONTAINERS} decoded",
         )
     try:
         value = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise InvalidMessage(
-            "not_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+            Reason.NOT_JSON, f"{exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
     except RecursionError:
-        raise InvalidMessage("not_json", "JSON nested too deeply") from None
+        raise InvalidMessage(Reason.NOT_JSON, "JSON nested too deeply") from None
     except ValueError as exc:  # an integer of more than 4300 digits
-        raise InvalidMessage("not_json", clip(str(exc), quote=False)) from None
+        raise InvalidMessage(Reason.NOT_JSON, clip(str(exc), quote=False)) from None
     if _SURROGATE_ESCAPE.search(text) is None and (containers < 500 or _shallow(body)):
         # Nothing to find: a lone surrogate only comes from a \uD800-\uDFFF escape, and what
         # json.loads nested less than 500 deep (or `_shallow` proves shallow) json.dumps writes
@@ -188,7 +188,7 @@ def _release_locals(exc: BaseException) -> None:
 
 def _no_constant(name: str) -> Any:
     # Python's json accepts NaN and Infinity; JSON does not, and PostgreSQL's jsonb refuses them.
-    raise InvalidMessage("not_json", f"{name} is not a JSON value")
+    raise InvalidMessage(Reason.NOT_JSON, f"{name} is not a JSON value")
 
 
 def load_mns_json(body: bytes) -> Any:
@@ -270,16 +270,16 @@ def objects(value: Any, what: str = "body") -> list[JsonObject]:
         return [value]
     if isinstance(value, list):
         if not value:
-            raise InvalidMessage("empty_batch", f"{what} is an empty array")
+            raise InvalidMessage(Reason.EMPTY_BATCH, f"{what} is an empty array")
         if type(value[0]) is dict and set(map(type, value)) == {dict}:  # one pass in C
             return value
         for index, item in enumerate(value):
             if not isinstance(item, dict):
                 raise InvalidMessage(
-                    "not_object", f"{what}[{index}] is {type_name(item)}, not an object"
+                    Reason.NOT_OBJECT, f"{what}[{index}] is {type_name(item)}, not an object"
                 )
         return value
-    raise InvalidMessage("not_object", f"{what} is {type_name(value)}, not an object or array")
+    raise InvalidMessage(Reason.NOT_OBJECT, f"{what} is {type_name(value)}, not an object or array")
 
 
 def type_name(value: Any) -> str:
@@ -299,7 +299,7 @@ def obj(record: Mapping[str, Any], key: str) -> JsonObject:
     value = record.get(key)
     if not isinstance(value, dict):
         raise InvalidMessage(
-            "missing_field" if value is None else "bad_field",
+            Reason.MISSING_FIELD if value is None else Reason.BAD_FIELD,
             f"{key} must be an object, got {type_name(value)}",
         )
     return value
@@ -317,13 +317,15 @@ def text(record: Mapping[str, Any], key: str) -> str | None:
         return str(value)
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else str(value)
-    raise InvalidMessage("bad_field", f"{key} must be a string or number, got {type_name(value)}")
+    raise InvalidMessage(
+        Reason.BAD_FIELD, f"{key} must be a string or number, got {type_name(value)}"
+    )
 
 
 def required_text(record: Mapping[str, Any], key: str) -> str:
     value = text(record, key)
     if value is None:
-        raise InvalidMessage("missing_field", f"{key} is missing or empty")
+        raise InvalidMessage(Reason.MISSING_FIELD, f"{key} is missing or empty")
     return value
 
 
@@ -334,7 +336,7 @@ def integer(record: Mapping[str, Any], key: str) -> int | None:
         return None
     match = _WHOLE.fullmatch(raw)
     if match is None or len(match.group(1)) > 19:
-        raise InvalidMessage("bad_field", f"{key} is not a whole number: {clip(raw)}")
+        raise InvalidMessage(Reason.BAD_FIELD, f"{key} is not a whole number: {clip(raw)}")
     return int(match.group(1))
 
 
@@ -361,12 +363,12 @@ def _wall_time(record: Mapping[str, Any], key: str, zone: tzinfo) -> datetime | 
             wall = datetime.strptime(spaced, _WALL_TIME)
         except ValueError:
             raise InvalidMessage(
-                "bad_time", f"{key} is not a yyyy-MM-dd HH:mm:ss time: {clip(raw)}"
+                Reason.BAD_TIME, f"{key} is not a yyyy-MM-dd HH:mm:ss time: {clip(raw)}"
             ) from None
     try:
         return wall.replace(tzinfo=zone).astimezone(UTC)
     except OverflowError:  # 0001-01-01 07:59 in Shanghai has no UTC instant
-        raise InvalidMessage("bad_time", f"{key} is out of range: {clip(raw)}") from None
+        raise InvalidMessage(Reason.BAD_TIME, f"{key} is out of range: {clip(raw)}") from None
 
 
 def _canonical_wall_time(raw: str) -> datetime | None:
@@ -408,7 +410,7 @@ def _from_epoch(key: str, seconds: float) -> datetime:
     try:
         return datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError):
-        raise InvalidMessage("bad_time", f"{key} is out of range: {seconds}") from None
+        raise InvalidMessage(Reason.BAD_TIME, f"{key} is out of range: {seconds}") from None
 
 
 def plus_millis(value: datetime | None, millis: int | None) -> datetime | None:
@@ -417,7 +419,7 @@ def plus_millis(value: datetime | None, millis: int | None) -> datetime | None:
     try:
         return value + timedelta(milliseconds=millis or 0)
     except OverflowError:
-        raise InvalidMessage("bad_time", f"offset {millis} ms is out of range") from None
+        raise InvalidMessage(Reason.BAD_TIME, f"offset {millis} ms is out of range") from None
 
 
 def first(*values: T | None) -> T | None:
@@ -436,7 +438,9 @@ def build(factory: Callable[..., CallEvent] = CallEvent, /, **fields: Any) -> Ca
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(part) for part in problem["loc"])
-        raise InvalidMessage("bad_field", f"{clip(where, quote=False)}: {problem['msg']}") from None
+        raise InvalidMessage(
+            Reason.BAD_FIELD, f"{clip(where, quote=False)}: {problem['msg']}"
+        ) from None
 
 
 def compact(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -453,9 +457,11 @@ def sound_json(value: T, what: str = "body") -> T:
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidMessage("bad_unicode", f"{what} holds a lone UTF-16 surrogate") from None
+        raise InvalidMessage(Reason.BAD_UNICODE, f"{what} holds a lone UTF-16 surrogate") from None
     except (ValueError, RecursionError) as exc:
-        raise InvalidMessage("not_json", f"{what} cannot be encoded as JSON again: {exc}") from None
+        raise InvalidMessage(
+            Reason.NOT_JSON, f"{what} cannot be encoded as JSON again: {exc}"
+        ) from None
     return value
 
 
@@ -466,7 +472,7 @@ def storable(event: CallEvent) -> CallEvent:
     try:
         event.model_dump_json()
     except ValueError as exc:  # PydanticSerializationError is a ValueError
-        raise InvalidMessage("bad_field", f"event cannot be serialized: {exc}") from None
+        raise InvalidMessage(Reason.BAD_FIELD, f"event cannot be serialized: {exc}") from None
     return event
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from consumer.errors import InvalidMessage, clip
+from consumer.errors import InvalidMessage, Reason, clip
 from consumer.formats import Format, aliyun_vms
 from consumer.formats import _decode as d
 from consumer.model import (
@@ -196,12 +196,12 @@ def _parse_record(record: JsonObject) -> list[Normalized]:
     event_type = _canonical(sent, (), tuple(_KINDS))
     if event_type is None:
         raise InvalidMessage(
-            "unknown_event_type", f"eventType {clip(sent)} is not one of {', '.join(_KINDS)}"
+            Reason.UNKNOWN_EVENT_TYPE, f"eventType {clip(sent)} is not one of {', '.join(_KINDS)}"
         )
     kind = _KINDS[event_type]
     millis = _positive(record, "eventTime")
     if millis is None:
-        raise InvalidMessage("missing_field", "eventTime is missing, empty or zero")
+        raise InvalidMessage(Reason.MISSING_FIELD, "eventTime is missing, empty or zero")
     job = _Job(record, event_type, d.epoch_millis(record, "eventTime"), millis)
 
     if kind is Kind.JOB_COMPLETED:
@@ -353,10 +353,10 @@ class _Job:
         # A recording of no call, or without its URL, would be a hollow event (strict shapes).
         call_id = d.first(call_id, fields["call_id"])
         if call_id is None:
-            raise InvalidMessage("missing_field", "recording.callId is missing or empty")
+            raise InvalidMessage(Reason.MISSING_FIELD, "recording.callId is missing or empty")
         url = d.text(recording, "url")
         if url is None:
-            raise InvalidMessage("missing_field", "recording.url is missing or empty")
+            raise InvalidMessage(Reason.MISSING_FIELD, "recording.url is missing or empty")
         fields.update(
             call_id=call_id,
             refs={**fields["refs"], **d.compact({"task_id": task_id})},
@@ -442,9 +442,11 @@ def _contact(record: JsonObject) -> JsonObject:
         if isinstance(contacts[0], dict):
             return contacts[0]
         raise InvalidMessage(
-            "bad_field", f"contacts[0] must be an object, got {d.type_name(contacts[0])}"
+            Reason.BAD_FIELD, f"contacts[0] must be an object, got {d.type_name(contacts[0])}"
         )
-    raise InvalidMessage("bad_field", f"contacts must be an array, got {d.type_name(contacts)}")
+    raise InvalidMessage(
+        Reason.BAD_FIELD, f"contacts must be an array, got {d.type_name(contacts)}"
+    )
 
 
 def _tasks(record: JsonObject) -> list[JsonObject]:
@@ -452,11 +454,11 @@ def _tasks(record: JsonObject) -> list[JsonObject]:
     if tasks in (None, ""):
         return []
     if not isinstance(tasks, list):
-        raise InvalidMessage("bad_field", f"tasks must be an array, got {d.type_name(tasks)}")
+        raise InvalidMessage(Reason.BAD_FIELD, f"tasks must be an array, got {d.type_name(tasks)}")
     for index, task in enumerate(tasks):
         if not isinstance(task, dict):
             raise InvalidMessage(
-                "bad_field", f"tasks[{index}] must be an object, got {d.type_name(task)}"
+                Reason.BAD_FIELD, f"tasks[{index}] must be an object, got {d.type_name(task)}"
             )
     return tasks
 
@@ -468,11 +470,11 @@ def _attempt(record: JsonObject, event_type: str) -> JsonObject:
     task = _latest(tasks)
     if task is None:
         raise InvalidMessage(
-            "missing_field", f"tasks is missing or empty in a {event_type} (a call event)"
+            Reason.MISSING_FIELD, f"tasks is missing or empty in a {event_type} (a call event)"
         )
     if d.text(task, "callId") is None:
         raise InvalidMessage(
-            "missing_field", f"tasks[{tasks.index(task)}].callId is missing or empty"
+            Reason.MISSING_FIELD, f"tasks[{tasks.index(task)}].callId is missing or empty"
         )
     return task
 
@@ -491,17 +493,17 @@ def _flatten_extras(value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, list):
         raise InvalidMessage(
-            "bad_field", f"extras must be an array of {{key, value}}, got {d.type_name(value)}"
+            Reason.BAD_FIELD, f"extras must be an array of {{key, value}}, got {d.type_name(value)}"
         )
     flat: dict[str, Any] = {}
     for index, item in enumerate(value):
         if not isinstance(item, dict):
             raise InvalidMessage(
-                "bad_field", f"extras[{index}] must be an object, got {d.type_name(item)}"
+                Reason.BAD_FIELD, f"extras[{index}] must be an object, got {d.type_name(item)}"
             )
         key = d.text(item, "key")
         if key is None:
-            raise InvalidMessage("bad_field", f"extras[{index}].key is missing or empty")
+            raise InvalidMessage(Reason.BAD_FIELD, f"extras[{index}].key is missing or empty")
         flat[key] = item.get("value")
     return flat
 

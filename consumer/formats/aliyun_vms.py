@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from consumer.errors import InvalidMessage, clip
+from consumer.errors import InvalidMessage, Reason, clip
 from consumer.formats import _decode
 from consumer.model import (
     CallEvent,
@@ -105,7 +105,7 @@ def call_id(record: Mapping[str, Any]) -> str:
     """
     value = _decode.text(record, "call_id") or _decode.text(record, "biz_id")
     if value is None:
-        raise InvalidMessage("missing_field", "call_id is missing or empty")
+        raise InvalidMessage(Reason.MISSING_FIELD, "call_id is missing or empty")
     return value
 
 
@@ -142,7 +142,7 @@ def time(record: Mapping[str, Any], key: str) -> datetime | None:
 def required_time(record: Mapping[str, Any], key: str) -> datetime:
     value = time(record, key)
     if value is None:
-        raise InvalidMessage("missing_field", f"{key} is missing or empty")
+        raise InvalidMessage(Reason.MISSING_FIELD, f"{key} is missing or empty")
     return value
 
 
@@ -153,7 +153,9 @@ def in_utc(value: datetime | None, key: str) -> datetime | None:
     try:
         return value.astimezone(UTC)
     except OverflowError:
-        raise InvalidMessage("bad_time", f"{key} is out of range: {value.isoformat()}") from None
+        raise InvalidMessage(
+            Reason.BAD_TIME, f"{key} is out of range: {value.isoformat()}"
+        ) from None
 
 
 def whole_number(record: Mapping[str, Any], key: str) -> int | None:
@@ -162,14 +164,14 @@ def whole_number(record: Mapping[str, Any], key: str) -> int | None:
     if raw is None:
         return None
     if not _WHOLE.fullmatch(raw):
-        raise InvalidMessage("bad_field", f"{key} is not a whole number: {clip(raw)}")
+        raise InvalidMessage(Reason.BAD_FIELD, f"{key} is not a whole number: {clip(raw)}")
     return int(raw)
 
 
 def required_whole_number(record: Mapping[str, Any], key: str) -> int:
     value = whole_number(record, key)
     if value is None:
-        raise InvalidMessage("missing_field", f"{key} is missing or empty")
+        raise InvalidMessage(Reason.MISSING_FIELD, f"{key} is missing or empty")
     return value
 
 
@@ -180,11 +182,11 @@ def duration(record: Mapping[str, Any], key: str = "duration") -> int | None:
         return None
     match = _DURATION.fullmatch(raw)
     if match is None or not any(match.groups()):
-        raise InvalidMessage("bad_field", f"{key} is not a number of seconds: {clip(raw)}")
+        raise InvalidMessage(Reason.BAD_FIELD, f"{key} is not a number of seconds: {clip(raw)}")
     hours, minutes, seconds = (int(part or 0) for part in match.group("h", "m", "s"))
     total = hours * 3600 + minutes * 60 + seconds
     if len(str(total)) > _MAX_DIGITS:
-        raise InvalidMessage("bad_field", f"{key} is out of range: {clip(raw)}")
+        raise InvalidMessage(Reason.BAD_FIELD, f"{key} is out of range: {clip(raw)}")
     return total
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumer.errors import InvalidMessage
+from consumer.errors import InvalidMessage, Reason
 from consumer.formats import Format, _decode, aliyun_vms
 from consumer.model import CallEvent, Kind, Normalized, event_id
 
@@ -46,7 +46,8 @@ def normalize(record: dict[str, Any]) -> CallEvent:
     occurred = _decode.first(ended, record_begin, answered)
     if occurred is None:
         raise InvalidMessage(
-            "missing_field", "end_time is missing or empty, and no other time dates the recording"
+            Reason.MISSING_FIELD,
+            "end_time is missing or empty, and no other time dates the recording",
         )
     correlation_id, refs = aliyun_vms.out_id_fields(record)
     return aliyun_vms.event(

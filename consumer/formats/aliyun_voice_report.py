@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from consumer.errors import InvalidMessage
+from consumer.errors import InvalidMessage, Reason
 from consumer.formats import Format, _decode, aliyun_vms
 from consumer.model import CallEvent, Kind, Normalized, event_id
 
@@ -87,7 +87,7 @@ def normalize(record: dict[str, Any]) -> CallEvent:
     occurred = _decode.first(ended, answered, ringing, originated)
     if occurred is None:
         raise InvalidMessage(
-            "missing_field", "end_time is missing or empty, and no other time dates the record"
+            Reason.MISSING_FIELD, "end_time is missing or empty, and no other time dates the record"
         )
     correlation_id, refs = aliyun_vms.out_id_fields(record)
     hangup_by, unknown_hangup = aliyun_vms.hangup_by(record)

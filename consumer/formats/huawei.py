@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from consumer.errors import InvalidMessage, clip
+from consumer.errors import InvalidMessage, Reason, clip
 from consumer.formats import _decode
 from consumer.model import (
     Direction,
@@ -157,7 +157,7 @@ def huawei_time(record: Mapping[str, Any], key: str) -> datetime | None:
 def _required_time(record: Mapping[str, Any], key: str) -> datetime:
     value = huawei_time(record, key)
     if value is None:
-        raise InvalidMessage("missing_field", f"{key} is missing or empty")
+        raise InvalidMessage(Reason.MISSING_FIELD, f"{key} is missing or empty")
     return value
 
 
@@ -201,7 +201,7 @@ def parse(product: Product, body: bytes) -> list[Normalized]:
     envelope = _decode.load_mns_json(body)
     if not isinstance(envelope, dict):
         raise InvalidMessage(
-            "not_object",
+            Reason.NOT_OBJECT,
             f"body is {_decode.type_name(envelope)}; Huawei pushes one "
             '{"eventType": ..., "statusInfo" | "feeLst": ...} object',
         )
@@ -211,7 +211,7 @@ def parse(product: Product, body: bytes) -> list[Normalized]:
     kind = STATUS_KINDS.get(event_type)
     if kind is None:
         raise InvalidMessage(
-            "unknown_event_type",
+            Reason.UNKNOWN_EVENT_TYPE,
             f"eventType {clip(event_type)} is not one of {', '.join([*STATUS_KINDS, FEE])}",
         )
     status = _decode.obj(envelope, "statusInfo")
@@ -279,18 +279,18 @@ def _status_event(
 
 def _fee_push(product: Product, envelope: JsonObject) -> list[Normalized]:
     if "feeLst" not in envelope or envelope["feeLst"] is None:
-        raise InvalidMessage("missing_field", "feeLst is missing in a fee push")
+        raise InvalidMessage(Reason.MISSING_FIELD, "feeLst is missing in a fee push")
     # Documented as a list of 1 to 50 records (both products' fee pages; the official demos
     # check feeLst.length): an object or a longer list contradicts the document.
     value = envelope["feeLst"]
     if not isinstance(value, list):
         raise InvalidMessage(
-            "not_object",
+            Reason.NOT_OBJECT,
             f"feeLst must be an array of 1 to 50 records, not {_decode.type_name(value)}",
         )
     if len(value) > MAX_FEE_RECORDS:
         raise InvalidMessage(
-            "bad_field", f"feeLst holds {len(value)} records; the document allows at most 50"
+            Reason.BAD_FIELD, f"feeLst holds {len(value)} records; the document allows at most 50"
         )
     records = _decode.objects(value, "feeLst")
     events = []
@@ -310,7 +310,7 @@ def _check_product(product: Product, record: JsonObject) -> None:
         and service_type not in product.service_types
     ):
         raise InvalidMessage(
-            "wrong_product",
+            Reason.WRONG_PRODUCT,
             f"serviceType {service_type} is a {SERVICE_TYPES[service_type]} record, "
             f"not {product.format_name}; check the queue's format",
         )
@@ -371,7 +371,9 @@ def _fee_record(product: Product, envelope: JsonObject, record: JsonObject) -> N
     # failTime is otherwise an extra, kept as sent: read it only when it has to stand in.
     occurred = ended if ended is not None else huawei_time(record, "failTime")
     if occurred is None:
-        raise InvalidMessage("missing_field", "callEndTime is missing or empty (and no failTime)")
+        raise InvalidMessage(
+            Reason.MISSING_FIELD, "callEndTime is missing or empty (and no failTime)"
+        )
     started_key = next((key for key in legs.started if huawei_time(record, key)), None)
     started = take_time(started_key)
     ringing = take_time(legs.ringing)

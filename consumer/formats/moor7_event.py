@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from consumer.errors import InvalidMessage, clip
+from consumer.errors import InvalidMessage, Reason, clip
 from consumer.formats import Format
 from consumer.formats import _decode as d
 from consumer.model import (
@@ -168,12 +168,12 @@ def _load_form(text: str) -> Any:
             count, pairs = 1, [("", d.unquote_plus(text))]
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidMessage(  # parse_qsl's error quotes the whole field
-            "not_json", f"body is neither JSON nor a form: {clip(str(exc), quote=False)}"
+            Reason.NOT_JSON, f"body is neither JSON nor a form: {clip(str(exc), quote=False)}"
         ) from None
     if count != 1:
         names = ", ".join(clip(name) for name, _ in pairs)
         raise InvalidMessage(
-            "bad_form", f"form body has {count} fields ({names}); expected one holding JSON"
+            Reason.BAD_FORM, f"form body has {count} fields ({names}); expected one holding JSON"
         )
     name, raw = pairs[0]
     try:
@@ -206,7 +206,7 @@ def _kind(record: JsonObject) -> Kind:
             kind = CALL_EVENT_KINDS.get(call_event.casefold())
         if kind is None:
             raise InvalidMessage(
-                "unknown_event_type",
+                Reason.UNKNOWN_EVENT_TYPE,
                 f"pushType {clip(push_type)} is not one of {', '.join(PUSH_KINDS)}"
                 + ("" if call_event is None else f", and callEvent {clip(call_event)} is unknown"),
             )
@@ -215,13 +215,13 @@ def _kind(record: JsonObject) -> Kind:
         kind = CALL_EVENT_KINDS.get(call_event.casefold())
         if kind is None:
             raise InvalidMessage(
-                "unknown_event_type",
+                Reason.UNKNOWN_EVENT_TYPE,
                 f"callEvent {clip(call_event)} is not one of {', '.join(CALL_EVENT_KINDS)}",
             )
         return kind
     if d.text(record, "cdrType") is not None:
         return Kind.CALL_RECORD
-    raise InvalidMessage("missing_field", "neither pushType nor callEvent is present")
+    raise InvalidMessage(Reason.MISSING_FIELD, "neither pushType nor callEvent is present")
 
 
 def _parse_record(original: JsonObject) -> Normalized:
@@ -248,7 +248,8 @@ def _parse_record(original: JsonObject) -> Normalized:
         # Every call push of the document carries callUniqueId; without it the event would be a
         # call event of no call, merging into nothing (strict shapes).
         raise InvalidMessage(
-            "missing_field", f"callUniqueId is missing or empty in a {kind} push (a call event)"
+            Reason.MISSING_FIELD,
+            f"callUniqueId is missing or empty in a {kind} push (a call event)",
         )
 
     refs: dict[str, Any] = {
