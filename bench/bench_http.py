@@ -143,8 +143,9 @@ class Row:
 
 async def _measure(sink_name: str, url: str, seconds: float, generators: list[str]) -> list[Row]:
     from consumer.config.model import HttpQueue, HttpSourceConfig, SinkConfig
+    from consumer.pipeline.push import BATCH_MESSAGES, GroupCommit
     from consumer.sinks import open_sink
-    from consumer.sources.http import BATCH_MESSAGES, GroupCommit, PushEndpoint, PushServer
+    from consumer.sources.http import PushEndpoint, PushServer
 
     sink = open_sink(SinkConfig(url=url))
     sink.migrate()

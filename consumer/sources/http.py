@@ -8,10 +8,11 @@ Per request, in order, nothing stored and the body unread until the last step:
 unknown path 404, client address outside `allow_from` 403, method other than POST 405, wrong or
 missing credentials 401 (`http_auth`), content type other than JSON (or a form, for 7moor) 415,
 body over `max_body_bytes` 413, body not received within `body_timeout` 408, the listener's
-bodies in flight over their cap (`BodyBudget`) 503. Then the body goes to the queue's pipeline;
-requests that arrive while a commit is running wait for the next one and are committed together
-(group commit), each still answered for itself. A signed (`huawei_aksk`) request's nonce is
-stored in that commit (`http_nonces`): a nonce found already stored is answered 401.
+bodies in flight over their cap (`http_body.BodyBudget`) 503. Then the body goes to the queue's
+pipeline; requests that arrive while a commit is running wait for the next one and are committed
+together (`pipeline.push.GroupCommit`), each still answered for itself. A signed (`huawei_aksk`)
+request's nonce is stored in that commit (`http_nonces`): a nonce found already stored is
+answered 401.
 
 The same listener serves `GET /healthz` (the process is alive, from before the database is
 reachable), `GET /readyz` (the sink answers a read and, after a failed commit, takes a write)
@@ -21,14 +22,11 @@ and `GET /metrics` (prometheus_client's default registry).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import ipaddress
 import json
 import time
 import uuid
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -38,19 +36,17 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
 )
 from prometheus_client.registry import CollectorRegistry
 
 from consumer.config.model import RESERVED_HTTP_PATHS, Config, HttpQueue, QueueConfig
-from consumer.errors import ConfigError, Reason, clip, describe
+from consumer.errors import ConfigError, clip, describe
 from consumer.formats import Format, get_format
 from consumer.pipeline.handler import Pipeline
 from consumer.pipeline.metrics import Metrics
-from consumer.pipeline.push import PushHandler
-from consumer.pipeline.results import Disposition, Result
+from consumer.pipeline.push import GroupCommit, Overloaded, PushHandler
 from consumer.sinks.base import Sink
 from consumer.sources.base import Message
 from consumer.sources.http_auth import (
@@ -62,6 +58,7 @@ from consumer.sources.http_auth import (
     NonceCache,
     authenticator,
 )
+from consumer.sources.http_body import BodyBudget, Held
 from consumer.sources.http_nonces import NonceLedger
 
 log = structlog.get_logger("consumer.http")
@@ -88,17 +85,6 @@ REQUEST_SECONDS = Histogram(
     "From the request's arrival to its answer, for requests that reached the pipeline",
     ["queue"],
 )
-BATCH_MESSAGES = Histogram(
-    "consumer_push_batch_messages",
-    "Push requests committed together in one sink transaction (group commit)",
-    ["queue"],
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
-)
-BODY_BYTES_IN_FLIGHT = Gauge(
-    "consumer_push_body_bytes_in_flight",
-    "Bytes of push bodies held by the listener (being received, waiting or committing)",
-    multiprocess_mode="livesum",
-)
 UNMATCHED = "unmatched"  # the queue label of a request to no known path
 
 
@@ -108,101 +94,6 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 def success_body(format_name: str) -> bytes:
     """What the sender expects once its push is stored: the format's own answer."""
     return get_format(format_name).answer
-
-
-class Overloaded(Exception):
-    """More requests wait for a commit than the queue takes: answer 503 at once."""
-
-
-class GroupCommit:
-    """Commits the requests that arrive while a commit is running together, in the next one.
-
-    One `PushHandler.handle_async` call at a time (the handler runs the sink on one thread
-    anyway); every waiting request joins the next call, up to `max_batch` requests or
-    `max_batch_bytes` of bodies. Concurrency 64 thus costs a few transactions instead of 64.
-    Each request still gets its own `Result`. What may wait is bounded too (`max_pending`
-    requests, `max_pending_bytes`): past that a request is answered 503 at once.
-    """
-
-    def __init__(
-        self,
-        queue: str,
-        handler: PushHandler,
-        *,
-        max_batch: int = 128,
-        max_batch_bytes: int = 8 * 1_048_576,
-        max_pending: int = 4096,
-        max_pending_bytes: int = 64 * 1_048_576,
-    ) -> None:
-        self.queue = queue
-        self.handler = handler
-        self.max_batch = max_batch
-        self.max_batch_bytes = max_batch_bytes
-        self.max_pending = max_pending
-        self.max_pending_bytes = max_pending_bytes
-        self._pending: deque[tuple[Message, asyncio.Future[Result]]] = deque()
-        self._pending_bytes = 0
-        self._task: asyncio.Task[None] | None = None
-        self.last_failure: str | None = None
-        """Why the last commit did not commit (None once one has): readiness reads it."""
-
-    @property
-    def waiting(self) -> int:
-        """Requests waiting for the next commit (not counting the one in progress)."""
-        return len(self._pending)
-
-    async def submit(self, message: Message) -> Result:
-        size = len(message.body)
-        if self._pending and (
-            len(self._pending) >= self.max_pending
-            or self._pending_bytes + size > self.max_pending_bytes
-        ):
-            raise Overloaded(
-                f"{len(self._pending)} requests ({self._pending_bytes} bytes) already wait"
-            )
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._pending.append((message, future))
-        self._pending_bytes += size
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name=f"push-commit-{self.queue}")
-        # A client that hangs up does not cancel the commit its body already joined.
-        return await asyncio.shield(future)
-
-    def _next_batch(self) -> list[tuple[Message, asyncio.Future[Result]]]:
-        batch: list[tuple[Message, asyncio.Future[Result]]] = []
-        size = 0
-        while self._pending and len(batch) < self.max_batch:
-            body = len(self._pending[0][0].body)
-            if batch and size + body > self.max_batch_bytes:
-                break
-            batch.append(self._pending.popleft())
-            size += body
-        self._pending_bytes -= size
-        return batch
-
-    async def _run(self) -> None:
-        while self._pending:
-            batch = self._next_batch()
-            messages = [message for message, _ in batch]
-            BATCH_MESSAGES.labels(self.queue).observe(len(messages))
-            try:
-                results = await self.handler.handle_async(messages)
-            except Exception as exc:  # a bug in the sink: answer 503 and lose nothing
-                log.exception("push pipeline failed: answering 503", queue=self.queue)
-                error = describe(exc)
-                results = [
-                    Result(m, Disposition.TRANSIENT, 0, Reason.TRANSIENT, error) for m in messages
-                ]
-            failed = next((r for r in results if not r.committed), None)
-            self.last_failure = None if failed is None else (failed.error or "not committed")
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
-
-    async def drain(self) -> None:
-        """Wait until every submitted request has its result."""
-        while self._task is not None and not self._task.done():
-            await asyncio.shield(self._task)
 
 
 @dataclass
@@ -573,70 +464,6 @@ class PushServer:
         return web.Response(text="ready\n")
 
 
-class BodyBudget:
-    """Bytes of push bodies held at once, across every queue of the listener.
-
-    Taken chunk by chunk as a body arrives (what is counted is what is held in memory, so a
-    sender that announces a large body and sends nothing holds nothing) and given back when the
-    request is answered. A chunk that would pass the limit is refused: that request gets 503.
-    The event loop is the only user, so no lock.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self._since_trim = 0  # bytes taken since the memory was last given back
-
-    @contextlib.asynccontextmanager
-    async def hold(self) -> AsyncIterator[Held]:
-        held = Held(self)
-        try:
-            yield held
-        finally:
-            self.used -= held.size
-            self._since_trim += held.size
-            BODY_BYTES_IN_FLIGHT.dec(held.size)
-            if not self.used and self._since_trim >= _TRIM_AFTER:
-                self._since_trim = 0
-                # once this request's frames are gone too
-                asyncio.get_running_loop().call_soon(_return_memory)
-
-
-@dataclass
-class Held:
-    """One request's share of the `BodyBudget`."""
-
-    budget: BodyBudget
-    size: int = 0
-
-    def take(self, size: int) -> bool:
-        if self.budget.used + size > self.budget.limit:
-            return False
-        self.budget.used += size
-        self.size += size
-        BODY_BYTES_IN_FLIGHT.inc(size)
-        return True
-
-
-def _return_memory() -> None:
-    """Give freed heap pages back to the system (glibc keeps them otherwise, and the listener's
-    resident size stays at its peak after a burst of large bodies)."""
-    if _TRIM is not None:
-        _TRIM(0)
-
-
-def _malloc_trim() -> Callable[[int], object] | None:
-    try:
-        trim: Callable[[int], object] = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
-    return trim
-
-
-_TRIM = _malloc_trim()
-_TRIM_AFTER = 4 * 1_048_576  # a trim costs a walk of the heap: not after every small body
-
-
 def _unauthorized(queue: str, denied: Denied, remote: str | None) -> web.Response:
     AUTH_FAILURES.labels(queue).inc()
     log.warning(
@@ -694,13 +521,9 @@ def _error(status: int, text: str, headers: dict[str, str] | None = None) -> web
 
 __all__ = [
     "AUTH_FAILURES",
-    "BODY_BYTES_IN_FLIGHT",
     "DEFAULT_BODY_BYTES_IN_FLIGHT",
     "DEFAULT_PUSH_BUDGET",
     "REQUESTS",
-    "BodyBudget",
-    "GroupCommit",
-    "Overloaded",
     "PushEndpoint",
     "PushServer",
     "parse_listen",

@@ -37,10 +37,10 @@ from consumer.config.model import (
 )
 from consumer.errors import ConfigError
 from consumer.formats import get_format
+from consumer.pipeline.push import GroupCommit
 from consumer.sinks.base import Sink
 from consumer.sinks.postgres import PostgresSink
 from consumer.sources.http import (
-    GroupCommit,
     PushEndpoint,
     PushServer,
     parse_listen,
