@@ -16,7 +16,8 @@ from consumer.config.model import AliyunOutboundBotQuery
 from consumer.errors import InvalidMessage
 from consumer.formats import aliyun_outbound_bot
 from consumer.model import Kind, Normalized, Provider
-from consumer.reconcile.query import QueryError, classify, limiter_for, sdk_endpoint, tagged
+from consumer.openapi import client_options
+from consumer.reconcile.query import QueryError, classify, limiter_for, tagged
 from consumer.sinks.reconcile import OwedCall
 
 # DescribeJob's documented limit is far higher; this keeps one daemon polite.
@@ -76,24 +77,17 @@ class OutboundBotJob:
         from alibabacloud_tea_openapi.models import Config  # noqa: PLC0415
         from darabonba.runtime import RuntimeOptions  # noqa: PLC0415
 
-        protocol, endpoint = sdk_endpoint(config.url)
+        options, runtime = client_options(
+            config.access_key_id,
+            config.access_key_secret.get_secret_value(),
+            config.url,
+            region=config.region,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
         self.config = config
-        self._client = Client(
-            Config(
-                access_key_id=config.access_key_id,
-                access_key_secret=config.access_key_secret.get_secret_value(),
-                endpoint=endpoint,
-                protocol=protocol,
-                region_id=config.region,
-                connect_timeout=int(connect_timeout * 1000),
-                read_timeout=int(read_timeout * 1000),
-            )
-        )
-        self._runtime = RuntimeOptions(
-            autoretry=False,
-            connect_timeout=int(connect_timeout * 1000),
-            read_timeout=int(read_timeout * 1000),
-        )
+        self._client = Client(Config(**options))
+        self._runtime = RuntimeOptions(**runtime)
         self._limiter = limiter_for("outboundbot", config.access_key_id, _QPS)
 
     def fetch(self, call: OwedCall) -> Normalized | None:

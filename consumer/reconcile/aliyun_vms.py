@@ -17,12 +17,12 @@ from consumer.config.model import AliyunVmsQuery
 from consumer.errors import InvalidMessage
 from consumer.formats import aliyun_voice_report
 from consumer.model import Normalized, Provider
+from consumer.openapi import client_options
 from consumer.reconcile.query import (
     QueryError,
     classify,
     classify_code,
     limiter_for,
-    sdk_endpoint,
     tagged,
 )
 from consumer.reconcile.rules import epoch_millis, shanghai_day_start
@@ -70,24 +70,17 @@ class VmsCallDetail:
         from alibabacloud_tea_openapi.models import Config  # noqa: PLC0415
         from darabonba.runtime import RuntimeOptions  # noqa: PLC0415
 
-        protocol, endpoint = sdk_endpoint(config.endpoint)
+        options, runtime = client_options(
+            config.access_key_id,
+            config.access_key_secret.get_secret_value(),
+            config.endpoint,
+            region="cn-hangzhou",
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
         self.config = config
-        self._client = Client(
-            Config(
-                access_key_id=config.access_key_id,
-                access_key_secret=config.access_key_secret.get_secret_value(),
-                endpoint=endpoint,
-                protocol=protocol,
-                region_id="cn-hangzhou",
-                connect_timeout=int(connect_timeout * 1000),
-                read_timeout=int(read_timeout * 1000),
-            )
-        )
-        self._runtime = RuntimeOptions(
-            autoretry=False,
-            connect_timeout=int(connect_timeout * 1000),
-            read_timeout=int(read_timeout * 1000),
-        )
+        self._client = Client(Config(**options))
+        self._runtime = RuntimeOptions(**runtime)
         self._limiter = limiter_for("dyvmsapi", config.access_key_id, config.max_qps)
 
     def fetch(self, call: OwedCall) -> Normalized | None:

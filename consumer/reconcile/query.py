@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
-from urllib.parse import urlsplit
 
 from consumer.errors import describe
 from consumer.model import CallEvent, Normalized, Provider
@@ -78,12 +77,6 @@ def tagged(event: CallEvent, **extra: Any) -> CallEvent:
     return event.model_copy(update={"extras": {**event.extras, "source": SOURCE, **extra}})
 
 
-def sdk_endpoint(url: str) -> tuple[str, str]:
-    """`https://host[:port]` → (protocol, host[:port]), as tea-openapi's Config wants them."""
-    parts = urlsplit(url)
-    return parts.scheme, parts.netloc
-
-
 class RateLimiter:
     """At most `per_second` calls per second, spaced evenly (Aliyun's per-account QPS limits)."""
 
@@ -132,6 +125,5 @@ __all__ = [
     "classify",
     "classify_code",
     "limiter_for",
-    "sdk_endpoint",
     "tagged",
 ]

@@ -31,6 +31,7 @@ from prometheus_client import Counter, Gauge
 
 from consumer.config.model import AccessKeyAuth, AlicomTokenAuth, StsAuth
 from consumer.errors import ConsumerError
+from consumer.openapi import client_options
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 REFRESH_MARGIN_SECONDS = 120.0
@@ -145,7 +146,15 @@ class AlicomTokenCache:
         from alibabacloud_tea_openapi.models import Config as OpenApiConfig  # noqa: PLC0415
         from alibabacloud_tea_util.models import RuntimeOptions  # noqa: PLC0415
 
-        protocol, endpoint = _split_endpoint(auth.token_endpoint)
+        _split_endpoint(auth.token_endpoint)  # refuse a URL with a path before any request
+        config, runtime = client_options(
+            auth.access_key_id,
+            auth.access_key_secret.get_secret_value(),
+            auth.token_endpoint,
+            region="cn-hangzhou",
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
         self._auth = auth
         self._queue_name = queue_name
         self._refresh_margin = refresh_margin
@@ -154,22 +163,8 @@ class AlicomTokenCache:
         self._token: MnsToken | None = None
         self.fetches = 0
         """How many tokens were fetched (for tests and metrics)."""
-        self._client = DybaseapiClient(
-            OpenApiConfig(
-                access_key_id=auth.access_key_id,
-                access_key_secret=auth.access_key_secret.get_secret_value(),
-                endpoint=endpoint,
-                protocol=protocol,
-                region_id="cn-hangzhou",
-                connect_timeout=int(connect_timeout * 1000),
-                read_timeout=int(read_timeout * 1000),
-            )
-        )
-        self._runtime = RuntimeOptions(
-            autoretry=False,
-            connect_timeout=int(connect_timeout * 1000),
-            read_timeout=int(read_timeout * 1000),
-        )
+        self._client = DybaseapiClient(OpenApiConfig(**config))
+        self._runtime = RuntimeOptions(**runtime)
 
     @property
     def queue_name(self) -> str:
