@@ -223,9 +223,13 @@ class RocketMqCredentials(Strict):
 
 
 class RocketMqConfig(Strict):
+    protocol: Literal["grpc", "remoting"] = "grpc"
+    """grpc: RocketMQ 5 (rocketmq-python-client); remoting: RocketMQ 4.x (rocketmq-client-python
+    2.0.0 over librocketmq, the `rocketmq4` extra)."""
     endpoints: str = Field(
-        pattern=r"^[^\s:;]+:\d{1,5}(;[^\s:;]+:\d{1,5})*$",
-        description="HOST:PORT, or several separated by ;",
+        pattern=r"^([^\s:;]+:\d{1,5}(;[^\s:;]+:\d{1,5})*|https?://[^\s/;]+(:\d{1,5})?/?)$",
+        description="HOST:PORT, or several separated by ;"
+        " (remoting also: an http:// name server address URL)",
     )
     topic: str = Field(
         pattern=r"^[%A-Za-z0-9_-]{1,127}$",
@@ -253,10 +257,26 @@ class RocketMqConfig(Strict):
     @field_validator("endpoints")
     @classmethod
     def _ports_in_range(cls, endpoints: str) -> str:
+        if endpoints.startswith(("http://", "https://")):
+            return endpoints
         for endpoint in endpoints.split(";"):
             if not 1 <= int(endpoint.rsplit(":", 1)[1]) <= 65535:
                 raise ValueError(f"port must be 1 to 65535: {endpoint!r}")
         return endpoints
+
+    @model_validator(mode="after")
+    def _protocol_keys(self) -> RocketMqConfig:
+        # Keys one protocol has and the other would silently ignore.
+        only = {"grpc": ("tls", "invisible_duration"), "remoting": ()}
+        for protocol, keys in only.items():
+            if protocol == self.protocol:
+                continue
+            for key in keys:
+                if key in self.model_fields_set:
+                    raise ValueError(f"`{key}` applies to protocol {protocol} only")
+        if self.protocol == "grpc" and self.endpoints.startswith(("http://", "https://")):
+            raise ValueError("an http:// name server address needs protocol: remoting")
+        return self
 
 
 class NoAuth(Strict):
