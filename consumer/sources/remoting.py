@@ -68,6 +68,8 @@ class _Process:
     """librocketmq's logger is a process-wide singleton: its file is fixed by the first start."""
 
 
+_BENIGN = ("TcpRemotingClient::stopAllTcpTransportThread End",)
+"""Lines the client logs as errors on every clean shutdown."""
 _LINE = re.compile(r"^\[(?P<time>[^\]]*)\]\((?P<level>\w+)\):(?P<text>.*)$")
 
 
@@ -296,6 +298,35 @@ class RemotingSource:
             # NameSpaceUtil.withNameSpace: the client does this itself only for MQ_INST_ URLs.
             group, topic = f"{cfg.namespace}%{group}", f"{cfg.namespace}%{topic}"
         self._tailer = _LogTailer(log_file, self._client_line)
+        self._tailer.start()
+        failure: list[BaseException] = []
+
+        def start(consumer: Any) -> None:
+            try:
+                consumer.start()
+            except BaseException as exc:  # reported below, in the caller's thread
+                failure.append(exc)
+
+        # The client's first log line creates its logger: all of it under the logger's HOME.
+        with _logger_home(log_file):
+            consumer = self._configure(client, group, topic)
+            started = _watchdog(lambda: start(consumer), START_TIMEOUT)
+        if not started:
+            raise TransientError(f"rocketmq consumer start() did not finish in {START_TIMEOUT} s")
+        if failure:
+            raise TransientError(f"cannot start the rocketmq consumer: {failure[0]}")
+        self._consumer = consumer
+        log.info(
+            "rocketmq remoting consumer started",
+            endpoints=cfg.endpoints,
+            topic=topic,
+            group=group,
+            tag=cfg.tag,
+            client_log=str(log_file),
+        )
+
+    def _configure(self, client: ModuleType, group: str, topic: str) -> Any:
+        cfg = self._config
         consumer = client.PushConsumer(group)
         try:
             if cfg.endpoints.startswith(("http://", "https://")):
@@ -313,30 +344,7 @@ class RemotingSource:
             consumer.subscribe(topic, self._on_message, cfg.tag or "*")
         except Exception as exc:
             raise ConfigError(self._location, f"the client refused the settings: {exc}") from exc
-        self._tailer.start()
-        failure: list[BaseException] = []
-
-        def start() -> None:
-            try:
-                consumer.start()
-            except BaseException as exc:  # reported below, in the caller's thread
-                failure.append(exc)
-
-        with _logger_home(log_file):
-            started = _watchdog(start, START_TIMEOUT)
-        if not started:
-            raise TransientError(f"rocketmq consumer start() did not finish in {START_TIMEOUT} s")
-        if failure:
-            raise TransientError(f"cannot start the rocketmq consumer: {failure[0]}")
-        self._consumer = consumer
-        log.info(
-            "rocketmq remoting consumer started",
-            endpoints=cfg.endpoints,
-            topic=topic,
-            group=group,
-            tag=cfg.tag,
-            client_log=str(log_file),
-        )
+        return consumer
 
     def _client_line(self, level: str, text: str) -> None:
         """One line of the client's own log file, into the structured log."""
@@ -348,7 +356,9 @@ class RemotingSource:
             )
             log.error("rocketmq broker refused the credentials", client_line=text)
             return
-        if level in ("error", "fatal"):
+        if text.startswith(_BENIGN):
+            log.debug("rocketmq client", client_line=text)
+        elif level in ("error", "fatal"):
             log.error("rocketmq client", client_line=text)
         elif level == "warning":
             log.warning("rocketmq client", client_line=text)
