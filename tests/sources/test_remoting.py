@@ -58,6 +58,11 @@ def receive_all(source: RemotingSource, count: int, rounds: int = 10) -> list[Me
     return got
 
 
+def receive_until_refused(source: RemotingSource) -> None:
+    for _ in range(15):
+        assert source.receive(16, 1) == []
+
+
 def test_a_body_with_nul_bytes_arrives_whole(make_source: Callable[..., RemotingSource]) -> None:
     # Given a binary body with NUL bytes (the binding's own `body` stops at the first one)
     body = b"head\x00\x01\x00tail\xff"
@@ -132,10 +137,9 @@ def test_wrong_credentials_fail_loudly(make_source: Callable[..., RemotingSource
             fake,
             credentials=RocketMqCredentials(username="LTAIak", password=SecretStr("wrong")),
         )
-        # When it receives
+        # When it receives until the broker's refusal surfaces
         with capture_logs() as logs, pytest.raises(ConfigError) as refused:
-            for _ in range(15):
-                assert source.receive(16, 1) == []
+            receive_until_refused(source)
         # Then it fails with a configuration error naming the credentials and the broker's words
         assert refused.value.location == "queues.q.rocketmq.credentials"
         assert "Check signature failed for accessKey=LTAIak" in refused.value.problem
