@@ -70,6 +70,8 @@ class _Process:
 
 _BENIGN = ("TcpRemotingClient::stopAllTcpTransportThread End",)
 """Lines the client logs as errors on every clean shutdown."""
+_SETTINGS = re.compile(r"\[(logConfigs|showClientConfigs):\d+\]$")
+"""The client logs its settings as warnings at every start."""
 _LINE = re.compile(r"^\[(?P<time>[^\]]*)\]\((?P<level>\w+)\):(?P<text>.*)$")
 
 
@@ -356,7 +358,7 @@ class RemotingSource:
             )
             log.error("rocketmq broker refused the credentials", client_line=text)
             return
-        if text.startswith(_BENIGN):
+        if text.startswith(_BENIGN) or _SETTINGS.search(text):
             log.debug("rocketmq client", client_line=text)
         elif level in ("error", "fatal"):
             log.error("rocketmq client", client_line=text)

@@ -236,6 +236,8 @@ class _Handler(socketserver.BaseRequestHandler):
         write = threading.Lock()
         fake = self.server.fake
         fake._connections.add(sock)
+        self.clients: set[tuple[str, str]] = set()
+        """(group, client id) heartbeats named on this connection: gone when it closes."""
         try:
             while not fake._stopping.is_set():
                 try:
@@ -253,9 +255,10 @@ class _Handler(socketserver.BaseRequestHandler):
                     self._answer(sock, write, command)
         finally:
             fake._connections.discard(sock)
+            fake._connection_closed(self.clients)
 
     def _answer(self, sock: socket.socket, write: threading.Lock, command: Command) -> None:
-        response = self.server.fake._dispatch(self.server.role, command)
+        response = self.server.fake._dispatch(self.server.role, command, self.clients)
         if command.flag & _ONEWAY or response is None:
             return
         response.opaque = command.opaque
@@ -428,7 +431,16 @@ class FakeRemoting:
 
     # -- dispatch ------------------------------------------------------------------------------
 
-    def _dispatch(self, role: str, command: Command) -> Command | None:
+    def _connection_closed(self, clients: set[tuple[str, str]]) -> None:
+        """ClientHousekeepingService: a closed channel unregisters its clients at once, so a
+        killed consumer's queues are rebalanced to the others."""
+        with self._lock:
+            for group, client in clients:
+                self._clients.get(group, {}).pop(client, None)
+
+    def _dispatch(
+        self, role: str, command: Command, clients: set[tuple[str, str]]
+    ) -> Command | None:
         if role == "namesrv":
             if command.code == GET_ROUTEINFO_BY_TOPIC:
                 return self._route(command.ext.get("topic", ""))
@@ -436,8 +448,9 @@ class FakeRemoting:
         refusal = self._check_acl(command)
         if refusal is not None:
             return refusal
+        if command.code == HEART_BEAT:
+            return self._heartbeat(command, clients)
         handler = {
-            HEART_BEAT: self._heartbeat,
             UNREGISTER_CLIENT: self._unregister,
             GET_CONSUMER_LIST_BY_GROUP: self._consumer_list,
             QUERY_CONSUMER_OFFSET: self._query_offset,
@@ -502,7 +515,7 @@ class FakeRemoting:
         )
         return Command(SUCCESS, body=body.encode())
 
-    def _heartbeat(self, command: Command) -> Command:
+    def _heartbeat(self, command: Command, clients: set[tuple[str, str]]) -> Command:
         try:
             data = json.loads(command.body or b"{}")
         except ValueError:
@@ -510,9 +523,9 @@ class FakeRemoting:
         client = str(data.get("clientID", ""))
         with self._lock:
             for consumer in data.get("consumerDataSet") or []:
-                self._clients.setdefault(str(consumer.get("groupName")), {})[client] = (
-                    time.monotonic()
-                )
+                group = str(consumer.get("groupName"))
+                self._clients.setdefault(group, {})[client] = time.monotonic()
+                clients.add((group, client))
         return Command(SUCCESS)
 
     def _unregister(self, command: Command) -> Command:
