@@ -21,6 +21,7 @@ from pydantic import (
     PlainSerializer,
     PrivateAttr,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -264,19 +265,23 @@ class RocketMqConfig(Strict):
                 raise ValueError(f"port must be 1 to 65535: {endpoint!r}")
         return endpoints
 
-    @model_validator(mode="after")
-    def _protocol_keys(self) -> RocketMqConfig:
-        # Keys one protocol has and the other would silently ignore.
-        only = {"grpc": ("tls", "invisible_duration"), "remoting": ()}
-        for protocol, keys in only.items():
-            if protocol == self.protocol:
-                continue
-            for key in keys:
-                if key in self.model_fields_set:
-                    raise ValueError(f"`{key}` applies to protocol {protocol} only")
-        if self.protocol == "grpc" and self.endpoints.startswith(("http://", "https://")):
+    @field_validator("endpoints")
+    @classmethod
+    def _url_for_remoting(cls, endpoints: str, info: ValidationInfo) -> str:
+        if (
+            endpoints.startswith(("http://", "https://"))
+            and info.data.get("protocol") != "remoting"
+        ):
             raise ValueError("an http:// name server address needs protocol: remoting")
-        return self
+        return endpoints
+
+    @field_validator("tls", "invisible_duration")
+    @classmethod
+    def _grpc_only(cls, value: object, info: ValidationInfo) -> object:
+        # Set explicitly only (defaults are not validated): remoting would silently ignore it.
+        if info.data.get("protocol") == "remoting":
+            raise ValueError("applies to protocol grpc only (this queue uses remoting)")
+        return value
 
 
 class NoAuth(Strict):

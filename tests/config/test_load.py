@@ -438,6 +438,26 @@ queues:
             "    source: rocketmq\n    max_deliveries: 17\n",
             "queues[2]: max_deliveries must be at most 16 for a rocketmq queue",
         ),
+        (
+            "      group: G\n",
+            "      group: G\n      protocol: remoting\n      tls: true\n",
+            "queues[2].rocketmq.tls: applies to protocol grpc only (this queue uses remoting)",
+        ),
+        (
+            "      group: G\n",
+            "      group: G\n      protocol: remoting\n      invisible_duration: 30s\n",
+            "queues[2].rocketmq.invisible_duration: applies to protocol grpc only",
+        ),
+        (
+            "rmq.example:8080",
+            "http://MQ_INST_1_x.cn-hangzhou.mq.aliyuncs.com:80",
+            "queues[2].rocketmq.endpoints: an http:// name server address needs protocol: remoting",
+        ),
+        (
+            "      group: G\n",
+            "      group: G\n      protocol: amqp\n",
+            "queues[2].rocketmq.protocol:",
+        ),
     ],
     ids=[
         "unknown-key",
@@ -466,6 +486,10 @@ queues:
         "rocketmq-tag-spaces",
         "rocketmq-namespace",
         "rocketmq-max-deliveries-over-broker-dlq",
+        "grpc-only-tls-on-remoting",
+        "grpc-only-invisible-duration-on-remoting",
+        "remoting-name-server-url-on-grpc",
+        "unknown-rocketmq-protocol",
     ],
 )
 def test_bad_configuration_names_file_and_key_path(
