@@ -79,6 +79,19 @@ def binding_path() -> Path:
     return Path(os.environ.get("CONSUMER_ROCKETMQ4_PATH") or Path(sys.prefix) / "rocketmq4")
 
 
+def unavailable() -> str | None:
+    """Why the binding cannot load here (without loading it), or None."""
+    if not (binding_path() / "rocketmq" / "client.py").is_file():
+        return f"rocketmq-client-python 2.0.0 is not in {binding_path()} (make rocketmq4)"
+    library = os.environ.get("CONSUMER_LIBROCKETMQ", "")
+    packaged = binding_path() / "rocketmq" / "librocketmq.so"
+    if library:
+        return None if Path(library).is_file() else f"CONSUMER_LIBROCKETMQ={library} is missing"
+    if packaged.is_file() or ctypes.util.find_library("rocketmq"):
+        return None
+    return "no librocketmq: set CONSUMER_LIBROCKETMQ (scripts/build-librocketmq.sh prints it)"
+
+
 def import_binding() -> ModuleType:
     """rocketmq-client-python 2.0.0's `client` module, loaded over `$CONSUMER_LIBROCKETMQ`."""
     with _import_lock:
@@ -450,4 +463,4 @@ class _LogTailer:
                     self._emit(match["level"], match["text"])
 
 
-__all__ = ["RemotingSource", "import_binding"]
+__all__ = ["RemotingSource", "import_binding", "unavailable"]
