@@ -29,6 +29,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import importlib.util
+import itertools
 import os
 import queue
 import re
@@ -58,6 +59,7 @@ START_TIMEOUT = 30.0
 SHUTDOWN_TIMEOUT = 30.0
 LOG_LINE_MAX = 400
 _import_lock = threading.Lock()
+_instances = itertools.count(1)
 
 
 class _Process:
@@ -197,7 +199,9 @@ class RemotingSource:
         self._location = location
         self._threads = threads or config.batch_size
         self._state_dir = state_dir
-        self._instance = instance or f"consumer-{os.getpid()}"
+        # The client shares one connection factory per instance name in a process: a name of
+        # its own keeps a restarted source clear of the one still shutting down.
+        self._instance = instance or f"consumer-{os.getpid()}-{next(_instances)}"
         self._consumer: Any = None
         self._closed = False
         self._lock = threading.Lock()
