@@ -119,3 +119,39 @@ queues:
     assert {row[2] for row in letters} == {QUEUE}
     # And nothing went to the broker's own dead letter queue
     assert fake.dead_lettered(GROUP) == []
+
+
+def test_a_daemon_with_refused_credentials_exits_78(tmp_path: Path) -> None:
+    librocketmq()
+    with FakeRemoting(TOPIC, long_poll_cap=0.5, credentials={"LTAIak": "s3cret"}) as fake:
+        # Given a broker with ACL and a daemon configured with a wrong secret key
+        fake.publish(bodies.voice_report(1), tags="VoiceReport")
+        db = tmp_path / "events.db"
+        config = tmp_path / "consumer.yaml"
+        config.write_text(
+            f"""sink: {{url: "sqlite:///{db}"}}
+queues:
+  - name: {QUEUE}
+    source: rocketmq
+    format: {bodies.FORMAT}
+    rocketmq:
+      protocol: remoting
+      endpoints: {fake.namesrv}
+      topic: {TOPIC}
+      group: {GROUP}
+      credentials: {{username: LTAIak, password: wrong}}
+"""
+        )
+        # When it runs
+        daemon = start(config, tmp_path)
+        try:
+            code = daemon.wait(60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(daemon.pid, signal.SIGKILL)
+    # Then it stops with the configuration exit status, naming the credentials in its log
+    assert code == 78
+    log = (tmp_path / "daemon.log").read_text()
+    assert "queues.voice-4x.rocketmq.credentials" in log
+    assert "Check signature failed for accessKey=LTAIak" in log
+    assert stored(db) == 0
