@@ -4,8 +4,8 @@ built librocketmq, against the fake name server and broker (consumer.testing.fak
 The broker hands out one message per pull (`max_pull_count=1`): the client calls back one
 message at a time per pulled batch and holds the next ones until that callback returns, so a
 test that wants five messages in hand at once needs them in five pulled batches. Sent-back
-messages are due at once, and a pull is held at most 0.2 s so that the commit offset it
-carries reaches the broker soon after an ack.
+messages are due when the suite lets in-flight messages lapse, and a pull is held at most 0.2 s
+so that the commit offset it carries reaches the broker soon after an ack.
 
 The suite runs on the real SQLite sink only: the source is what is under test here, and every
 sink runs the suite with the in-memory source.
@@ -39,7 +39,10 @@ class RemotingHarness:
     receive_wait = 1.0
 
     def __init__(self, state_dir: Path) -> None:
-        self.fake = FakeRemoting(TOPIC, max_pull_count=1, long_poll_cap=0.2, retry_delay=0)
+        # Sent-back messages wait for `expire_in_flight`, as behind a real delay level: due at
+        # once, they would reach a consumer that is shutting down, which can only send them
+        # back again (one more reconsume) until its shutdown completes.
+        self.fake = FakeRemoting(TOPIC, max_pull_count=1, long_poll_cap=0.2, retry_delay=600)
         self.fake.start()
         self._state_dir = state_dir
         self._opened: list[RemotingSource] = []
