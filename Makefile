@@ -35,6 +35,7 @@ prereqs:
 	bash scripts/test-prereqs.sh
 
 test: prereqs lint $(ROCKETMQ4)
+	LIBROCKETMQ_SRC=$(LIBROCKETMQ_SRC) \
 	CONSUMER_LIBROCKETMQ="$$(bash scripts/build-librocketmq.sh $(LIBROCKETMQ_SRC))" $(BIN)/pytest
 
 bench: $(STAMP) $(ROCKETMQ4)
