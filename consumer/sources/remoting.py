@@ -193,7 +193,8 @@ class RemotingSource:
         instance: str | None = None,
     ) -> None:
         """`threads` is the client's consume thread count: at most that many messages are in
-        hand at once (default: the batch size); `state_dir` holds the client's log files."""
+        hand at once (default: the batch size); `state_dir` holds the client's log files.
+        `max_deliveries` is kept for the log; the pipeline applies it to `delivery_count`."""
         self._config = config
         self._max_deliveries = max_deliveries
         self._location = location
@@ -342,6 +343,7 @@ class RemotingSource:
             group=group,
             tag=cfg.tag,
             client_log=str(log_file),
+            max_deliveries=self._max_deliveries,
         )
 
     def _configure(self, client: ModuleType, group: str, topic: str) -> Any:
