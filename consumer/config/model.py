@@ -21,6 +21,7 @@ from pydantic import (
     PlainSerializer,
     PrivateAttr,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -227,9 +228,13 @@ class RocketMqCredentials(Strict):
 
 
 class RocketMqConfig(Strict):
+    protocol: Literal["grpc", "remoting"] = "grpc"
+    """grpc: RocketMQ 5 (rocketmq-python-client); remoting: RocketMQ 4.x (rocketmq-client-python
+    2.0.0 over librocketmq, the `rocketmq4` extra)."""
     endpoints: str = Field(
-        pattern=r"^[^\s:;]+:\d{1,5}(;[^\s:;]+:\d{1,5})*$",
-        description="HOST:PORT, or several separated by ;",
+        pattern=r"^([^\s:;]+:\d{1,5}(;[^\s:;]+:\d{1,5})*|https?://[^\s/;]+(:\d{1,5})?/?)$",
+        description="HOST:PORT, or several separated by ;"
+        " (remoting also: an http:// name server address URL)",
     )
     topic: str = Field(
         pattern=r"^[%A-Za-z0-9_-]{1,127}$",
@@ -257,10 +262,30 @@ class RocketMqConfig(Strict):
     @field_validator("endpoints")
     @classmethod
     def _ports_in_range(cls, endpoints: str) -> str:
+        if endpoints.startswith(("http://", "https://")):
+            return endpoints
         for endpoint in endpoints.split(";"):
             if not 1 <= int(endpoint.rsplit(":", 1)[1]) <= 65535:
                 raise ValueError(f"port must be 1 to 65535: {endpoint!r}")
         return endpoints
+
+    @field_validator("endpoints")
+    @classmethod
+    def _url_for_remoting(cls, endpoints: str, info: ValidationInfo) -> str:
+        if (
+            endpoints.startswith(("http://", "https://"))
+            and info.data.get("protocol") != "remoting"
+        ):
+            raise ValueError("an http:// name server address needs protocol: remoting")
+        return endpoints
+
+    @field_validator("tls", "invisible_duration")
+    @classmethod
+    def _grpc_only(cls, value: object, info: ValidationInfo) -> object:
+        # Set explicitly only (defaults are not validated): remoting would silently ignore it.
+        if info.data.get("protocol") == "remoting":
+            raise ValueError("applies to protocol grpc only (this queue uses remoting)")
+        return value
 
 
 class NoAuth(Strict):
@@ -363,8 +388,14 @@ class QueueBase(Strict):
 
     @property
     def kind(self) -> str:
-        """The transport: the value of `source:`."""
+        """The value of `source:`."""
         return str(getattr(self, "source"))  # noqa: B009 - each member declares its Literal
+
+    @property
+    def transport(self) -> str:
+        """The module that opens the queue (`consumer.sources`' registry): its `source:`, unless
+        the section picks a protocol."""
+        return self.kind
 
     def open(self) -> Source:
         """The queue's source, its SDK imported only now (in the one process that needs it)."""
@@ -391,6 +422,11 @@ class RocketMqQueue(QueueBase):
 
     def receive_settings(self) -> tuple[float, int]:
         return ROCKETMQ_WAIT, self.rocketmq.batch_size
+
+    @property
+    def transport(self) -> str:
+        """`rocketmq` (5.x over gRPC) or `remoting` (4.x)."""
+        return "remoting" if self.rocketmq.protocol == "remoting" else "rocketmq"
 
     @model_validator(mode="after")
     def _broker_keeps_the_dead_letters(self) -> RocketMqQueue:

@@ -23,19 +23,22 @@ if TYPE_CHECKING:
 _MODULES = {
     "mns": "mns",
     "rocketmq": "rocketmq",
+    "remoting": "remoting",
     "http": "http",
 }
 
-SOURCE_KINDS: tuple[str, ...] = tuple(_MODULES)
+TRANSPORTS: tuple[str, ...] = tuple(_MODULES)
+"""What `QueueBase.transport` may be: a `source:` value, or `remoting` (a `source: rocketmq`
+queue with `protocol: remoting`, RocketMQ 4.x)."""
 
 
 def open_source(queue: QueueBase) -> Source:
     """The source of a pull queue; a `ConfigError` for a push queue (the listener serves it)."""
     if not queue.pull:
         raise ConfigError(f"queues.{queue.name}.source", f"{queue.kind} is not a pull source")
-    module = import_module(f"{__name__}.{_MODULES[queue.kind]}")
+    module = import_module(f"{__name__}.{_MODULES[queue.transport]}")
     source: Source = module.open_queue(queue)
     return source
 
 
-__all__ = ["SOURCE_KINDS", "Message", "Source", "open_source"]
+__all__ = ["TRANSPORTS", "Message", "Source", "open_source"]
