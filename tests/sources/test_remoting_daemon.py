@@ -14,6 +14,7 @@ from pathlib import Path
 
 from consumer.testing.fake_remoting import FakeRemoting
 from tests.conformance import bodies
+from tests.runtime.helpers import free_port
 from tests.sources.remoting_env import librocketmq
 
 TOPIC = "VOICE_REPORT_TOPIC"
@@ -76,6 +77,7 @@ def test_a_daemon_killed_mid_run_loses_and_duplicates_nothing(tmp_path: Path) ->
         config = tmp_path / "consumer.yaml"
         config.write_text(
             f"""sink: {{url: "sqlite:///{db}"}}
+http: {{listen: "127.0.0.1:{free_port()}"}}
 queues:
   - name: {QUEUE}
     source: rocketmq
@@ -130,6 +132,7 @@ def test_a_daemon_with_refused_credentials_exits_78(tmp_path: Path) -> None:
         config = tmp_path / "consumer.yaml"
         config.write_text(
             f"""sink: {{url: "sqlite:///{db}"}}
+http: {{listen: "127.0.0.1:{free_port()}"}}
 queues:
   - name: {QUEUE}
     source: rocketmq
