@@ -77,8 +77,9 @@ async def _burst(url: str, records: int, prefix: str) -> dict[str, Any]:
 @asynccontextmanager
 async def _receiver(url: str) -> AsyncIterator[str]:
     from consumer.config.model import HttpQueue, HttpSourceConfig, SinkConfig
+    from consumer.runtime.push import push_endpoint
     from consumer.sinks import open_sink
-    from consumer.sources.http import PushEndpoint, PushServer
+    from consumer.sources.http import PushServer
 
     sink = open_sink(SinkConfig(url=url))
     sink.migrate()
@@ -88,7 +89,7 @@ async def _receiver(url: str) -> AsyncIterator[str]:
         format="aliyun.voice_report",
         http=HttpSourceConfig(path=PATH),
     )
-    server = PushServer([PushEndpoint.for_queue(queue, sink)], listen="127.0.0.1:0")
+    server = PushServer([push_endpoint(queue, sink)], listen="127.0.0.1:0")
     await server.start()
     try:
         yield server.url + PATH

@@ -144,8 +144,9 @@ class Row:
 async def _measure(sink_name: str, url: str, seconds: float, generators: list[str]) -> list[Row]:
     from consumer.config.model import HttpQueue, HttpSourceConfig, SinkConfig
     from consumer.pipeline.push import BATCH_MESSAGES, GroupCommit
+    from consumer.runtime.push import push_endpoint
     from consumer.sinks import open_sink
-    from consumer.sources.http import PushEndpoint, PushServer
+    from consumer.sources.http import PushServer
 
     sink = open_sink(SinkConfig(url=url))
     sink.migrate()
@@ -160,9 +161,9 @@ async def _measure(sink_name: str, url: str, seconds: float, generators: list[st
                     format="huawei.voice_call",
                     http=HttpSourceConfig(path=PATH),
                 )
-                endpoint = PushEndpoint.for_queue(config, sink)
+                endpoint = push_endpoint(config, sink)
                 if generator == UNGROUPED:  # the baseline: one transaction per request
-                    endpoint.commits = GroupCommit(name, endpoint.handler, max_batch=1)
+                    endpoint.commits = GroupCommit(name, endpoint.commits.handler, max_batch=1)
                 server = PushServer([endpoint], listen="127.0.0.1:0")
                 await server.start()
                 batches = BATCH_MESSAGES.labels(name)

@@ -99,6 +99,10 @@ class TransientError(ConsumerError):
     """A failure outside the message (database down, network) that a retry may cure."""
 
 
+class Overloaded(ConsumerError):
+    """More pushes wait for a commit than the queue takes: the listener answers 503 at once."""
+
+
 class RejectedData(ConsumerError):
     """The database refuses a value of the batch (a constraint, a NUL in text, an int too big).
 

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import structlog
 from prometheus_client import Histogram
 
-from consumer.errors import Reason, describe
+from consumer.errors import Overloaded, Reason, describe
 from consumer.pipeline.handler import Pipeline
 from consumer.pipeline.results import Disposition, Result
 from consumer.sources.base import Message
@@ -59,10 +59,6 @@ BATCH_MESSAGES = Histogram(
     ["queue"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
-
-
-class Overloaded(Exception):
-    """More requests wait for a commit than the queue takes: answer 503 at once."""
 
 
 class GroupCommit:
@@ -155,5 +151,9 @@ class GroupCommit:
         while self._task is not None and not self._task.done():
             await asyncio.shield(self._task)
 
+    def close(self) -> None:
+        """Release the commit thread (after `drain`)."""
+        self.handler.close()
 
-__all__ = ["BATCH_MESSAGES", "GroupCommit", "Overloaded", "PushHandler"]
+
+__all__ = ["BATCH_MESSAGES", "GroupCommit", "PushHandler"]

@@ -221,7 +221,8 @@ def _close_quietly(source: Source, timeout: float) -> None:
 async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: float) -> int:
     # aiohttp is the listener's alone: pull workers never import it.
     from consumer.archive.worker import open_archiver, run_archiver  # noqa: PLC0415
-    from consumer.sources.http import PushEndpoint, PushServer  # noqa: PLC0415
+    from consumer.runtime.push import push_endpoint  # noqa: PLC0415
+    from consumer.sources.http import PushServer  # noqa: PLC0415
     from consumer.sources.http_auth import NonceCache  # noqa: PLC0415
 
     loop = asyncio.get_running_loop()
@@ -235,8 +236,7 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
     metrics = PrometheusMetrics(activity=slot.beat)
     nonces = NonceCache()
     endpoints = [
-        PushEndpoint.for_queue(config.queue(name), sink, metrics, nonces=nonces)
-        for name in spec.push_queues
+        push_endpoint(config.queue(name), sink, metrics, nonces=nonces) for name in spec.push_queues
     ]
     server = PushServer(
         endpoints,

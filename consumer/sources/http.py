@@ -28,7 +28,8 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 from aiohttp import web
@@ -41,22 +42,15 @@ from prometheus_client import (
 )
 from prometheus_client.registry import CollectorRegistry
 
-from consumer.config.model import RESERVED_HTTP_PATHS, Config, HttpQueue, QueueConfig
-from consumer.errors import ConfigError, clip, describe
+from consumer.config.model import RESERVED_HTTP_PATHS
+from consumer.errors import ConfigError, Overloaded, clip, describe
 from consumer.formats import Format, get_format
-from consumer.pipeline.handler import Pipeline
-from consumer.pipeline.metrics import Metrics
-from consumer.pipeline.push import GroupCommit, Overloaded, PushHandler
-from consumer.sinks.base import Sink
 from consumer.sources.base import Message
 from consumer.sources.http_auth import (
     Authenticator,
     Credentials,
     Denied,
-    HuaweiAksk,
     Nonce,
-    NonceCache,
-    authenticator,
 )
 from consumer.sources.http_body import BodyBudget, Held
 from consumer.sources.http_nonces import NonceLedger
@@ -64,8 +58,6 @@ from consumer.sources.http_nonces import NonceLedger
 log = structlog.get_logger("consumer.http")
 
 RESERVED_PATHS = RESERVED_HTTP_PATHS
-DEFAULT_PUSH_BUDGET = 5.0
-"""Seconds of sink retries a push waits for before it is answered 503 (below senders' timeouts)."""
 DEFAULT_BODY_BYTES_IN_FLIGHT = 64 * 1_048_576
 """Bytes of push bodies the listener holds at once, from the first byte read to the answer: past
 this a request is answered 503 at once, so slow or stalled senders cannot grow the process."""
@@ -96,6 +88,36 @@ def success_body(format_name: str) -> bytes:
     return get_format(format_name).answer
 
 
+class Outcome(Protocol):
+    """What became of a pushed message: committed (200) or not (503)."""
+
+    @property
+    def committed(self) -> bool: ...
+
+    @property
+    def disposition(self) -> str: ...
+
+
+class Commits(Protocol):
+    """The queue's commits, as the listener needs them: the pipeline's `GroupCommit`."""
+
+    last_failure: str | None
+    """Why the last commit did not commit (None once one has): readiness reads it."""
+
+    async def submit(self, message: Message) -> Outcome:
+        """The message's outcome once committed (or not); raises `Overloaded` at once when
+        too much already waits."""
+        ...
+
+    async def drain(self) -> None:
+        """Wait until every submitted message has its outcome."""
+        ...
+
+    def close(self) -> None:
+        """Release what commits (after `drain`)."""
+        ...
+
+
 @dataclass
 class PushEndpoint:
     """One `source: http` queue as the listener sees it."""
@@ -103,45 +125,13 @@ class PushEndpoint:
     queue: str
     format: str
     path: str
-    handler: PushHandler
+    commits: Commits
+    """Where a request's body goes: the queue's pipeline (`consumer.runtime.push` wires it)."""
     auth: Authenticator
     allow_from: tuple[Network, ...] = ()
     max_body_bytes: int = 1_048_576
     ledger: NonceLedger | None = None
     """Where signed requests' nonces are remembered with their events (`huawei_aksk` queues)."""
-    commits: GroupCommit = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.commits = GroupCommit(self.queue, self.handler)
-
-    @classmethod
-    def for_queue(
-        cls,
-        config: QueueConfig,
-        sink: Sink,
-        metrics: Metrics | None = None,
-        *,
-        budget: float = DEFAULT_PUSH_BUDGET,
-        nonces: NonceCache | None = None,
-    ) -> PushEndpoint:
-        if not isinstance(config, HttpQueue):
-            raise ConfigError(f"queues.{config.name}", "is not a `source: http` queue")
-        auth = authenticator(config.http.auth, nonces=nonces)
-        ledger = NonceLedger(sink) if isinstance(auth, HuaweiAksk) else None
-        if ledger is not None and not ledger.durable:
-            log.warning("nonces are remembered per process only", queue=config.name, sink=sink)
-        pipeline = Pipeline.for_queue(config, ledger or sink, metrics)
-        budget = min(budget, config.retry.total.total_seconds())
-        return cls(
-            queue=config.name,
-            format=config.format,
-            path=config.http.path,
-            handler=PushHandler(pipeline, budget),
-            auth=auth,
-            allow_from=tuple(ipaddress.ip_network(c, strict=False) for c in config.http.allow_from),
-            max_body_bytes=config.http.max_body_bytes,
-            ledger=ledger,
-        )
 
     def allows(self, remote: str | None) -> bool:
         if not self.allow_from:
@@ -205,30 +195,6 @@ class PushServer:
         self._runner: web.AppRunner | None = None
         self._probe = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readyz")
 
-    @classmethod
-    def from_config(
-        cls,
-        config: Config,
-        sink: Sink,
-        metrics: Metrics | None = None,
-        *,
-        queues: Sequence[str] = (),
-        budget: float = DEFAULT_PUSH_BUDGET,
-    ) -> PushServer:
-        """A listener for the `source: http` queues of `config` (only `queues` if given)."""
-        nonces = NonceCache()
-        endpoints = [
-            PushEndpoint.for_queue(queue, sink, metrics, budget=budget, nonces=nonces)
-            for queue in config.queues
-            if isinstance(queue, HttpQueue) and (not queues or queue.name in queues)
-        ]
-        return cls(
-            endpoints,
-            listen=config.http.listen,
-            ready=_sink_probe(sink),
-            write_probe=getattr(sink, "write_probe", None),
-        )
-
     @property
     def port(self) -> int:
         """The bound port (the real one when `listen` asked for port 0)."""
@@ -285,7 +251,7 @@ class PushServer:
             await endpoint.commits.drain()
         loop = asyncio.get_running_loop()
         for endpoint in self.endpoints:
-            await loop.run_in_executor(None, endpoint.handler.close)
+            await loop.run_in_executor(None, endpoint.commits.close)
         self._probe.shutdown(wait=False)
 
     # -- requests ----------------------------------------------------------------------------
@@ -502,14 +468,6 @@ def _signed_urls(request: web.Request) -> list[str]:
     return [f"{scheme}://{host}{request.path}" for scheme in schemes]
 
 
-def _sink_probe(sink: Sink) -> Callable[[], object]:
-    """Readiness: one cheap read (`SqlSink.schema_version`, else an empty dead-letter lookup)."""
-    probe = getattr(sink, "schema_version", None)
-    if callable(probe):
-        return probe  # type: ignore[no-any-return]
-    return lambda: sink.dead_letters([0])
-
-
 def _error(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         status=status,
@@ -522,8 +480,9 @@ def _error(status: int, text: str, headers: dict[str, str] | None = None) -> web
 __all__ = [
     "AUTH_FAILURES",
     "DEFAULT_BODY_BYTES_IN_FLIGHT",
-    "DEFAULT_PUSH_BUDGET",
     "REQUESTS",
+    "Commits",
+    "Outcome",
     "PushEndpoint",
     "PushServer",
     "parse_listen",

@@ -38,10 +38,10 @@ from consumer.config.model import (
 from consumer.errors import ConfigError
 from consumer.formats import get_format
 from consumer.pipeline.push import GroupCommit
+from consumer.runtime.push import push_endpoint, push_server
 from consumer.sinks.base import Sink
 from consumer.sinks.postgres import PostgresSink
 from consumer.sources.http import (
-    PushEndpoint,
     PushServer,
     parse_listen,
     success_body,
@@ -170,7 +170,7 @@ async def serving(
     sink.migrate()
     if wrap is not None:
         sink = wrap(sink)
-    endpoints = [PushEndpoint.for_queue(q, sink, nonces=nonces) for q in queues]
+    endpoints = [push_endpoint(q, sink, nonces=nonces) for q in queues]
     server = PushServer(
         endpoints,
         listen="127.0.0.1:0",
@@ -474,7 +474,7 @@ def test_past_the_waiting_bound_a_push_is_answered_503_at_once(
     async def scenario() -> None:
         async with serving(tmp_path, every_queue(), busy_timeout=5.0, wrap=wrap) as rig:
             endpoint = rig.server.endpoints[0]
-            endpoint.commits = GroupCommit(endpoint.queue, endpoint.handler, **limits)
+            endpoint.commits = GroupCommit(endpoint.queue, endpoint.commits.handler, **limits)
             blocker = sqlite3.connect(rig.db, isolation_level=None)
             blocker.execute("BEGIN EXCLUSIVE")
             pushes = [asyncio.create_task(rig.post("/push/huawei/voice", status("held-0@h")))]
@@ -514,7 +514,7 @@ def test_a_group_commit_is_split_at_its_byte_bound(tmp_path: Path) -> None:
         async with serving(tmp_path, every_queue(), busy_timeout=5.0, wrap=wrap) as rig:
             endpoint = rig.server.endpoints[0]
             endpoint.commits = GroupCommit(
-                endpoint.queue, endpoint.handler, max_batch_bytes=2 * len(bodies[0])
+                endpoint.queue, endpoint.commits.handler, max_batch_bytes=2 * len(bodies[0])
             )
             blocker = sqlite3.connect(rig.db, isolation_level=None)
             blocker.execute("BEGIN EXCLUSIVE")
@@ -844,10 +844,10 @@ def test_a_queue_path_on_a_reserved_or_used_path_is_a_config_error(tmp_path: Pat
     db = tmp_path / "events.db"
     sink = open_sqlite(f"sqlite:///{db}")
     # (the config refuses /metrics too; the listener holds on its own for endpoints built in code)
-    probe = PushEndpoint.for_queue(queue("probe", "moor7.event", "/push/probe"), sink)
+    probe = push_endpoint(queue("probe", "moor7.event", "/push/probe"), sink)
     reserved = dataclasses.replace(probe, path="/metrics/")
-    first = PushEndpoint.for_queue(queue("one", "moor7.event", "/push/a"), sink)
-    second = PushEndpoint.for_queue(queue("two", "moor7.event", "/push/a/"), sink)
+    first = push_endpoint(queue("one", "moor7.event", "/push/a"), sink)
+    second = push_endpoint(queue("two", "moor7.event", "/push/a/"), sink)
     try:
         # When a listener is built over a queue at /metrics, then the error names the key path
         with pytest.raises(ConfigError, match=r"queues\.probe\.http\.path"):
@@ -857,7 +857,7 @@ def test_a_queue_path_on_a_reserved_or_used_path_is_a_config_error(tmp_path: Pat
             PushServer([first, second], listen="127.0.0.1:0")
     finally:
         for endpoint in (probe, first, second):
-            endpoint.handler.close()
+            endpoint.commits.close()
         sink.close()
 
 
@@ -914,7 +914,7 @@ def test_into_postgresql_a_cut_connection_answers_503_and_the_retry_is_stored(
             )
             sink = PostgresSink(url, connect_timeout=1, acquire_timeout=1)
             sink.migrate()
-            endpoint = PushEndpoint.for_queue(
+            endpoint = push_endpoint(
                 queue("huawei-voice", "huawei.voice_call", "/push/huawei/voice"), sink
             )
             server = PushServer([endpoint], listen="127.0.0.1:0", shutdown_timeout=2.0)
@@ -1008,7 +1008,7 @@ queues:
     config = load_config(config_file, env={"PUSH_TOKEN": token})
     sink = open_sqlite(config.sink.url)
     sink.migrate()
-    server = PushServer.from_config(config, sink)
+    server = push_server(config, sink)
     # Then only the http queues get a path
     assert [e.queue for e in server.endpoints] == ["huawei-voice", "moor7"]
 
@@ -1142,7 +1142,7 @@ def test_a_listen_address_without_host_and_port_is_a_config_error(listen: str) -
 def test_the_allowlist_matches_ipv4_ipv6_and_ipv4_mapped_clients(tmp_path: Path) -> None:
     # Given a queue open to one IPv4 and one IPv6 network
     sink = open_sqlite(f"sqlite:///{tmp_path / 'events.db'}")
-    endpoint = PushEndpoint.for_queue(
+    endpoint = push_endpoint(
         queue("q", "moor7.event", "/p", allow_from=["203.0.113.0/24", "2001:db8::/32"]), sink
     )
     try:
@@ -1155,7 +1155,7 @@ def test_the_allowlist_matches_ipv4_ipv6_and_ipv4_mapped_clients(tmp_path: Path)
         assert not endpoint.allows(None)
         assert not endpoint.allows("not-an-address")
     finally:
-        endpoint.handler.close()
+        endpoint.commits.close()
         sink.close()
 
 
@@ -1220,7 +1220,7 @@ def test_readyz_after_a_failed_commit_is_ready_only_once_a_write_goes_through(
     # Given a listener whose database reads but takes no write (another writer holds the lock)
     async def scenario() -> None:
         async with serving(tmp_path, [queue("moor7", "moor7.event", "/p")]) as rig:
-            sink = rig.server.endpoints[0].handler.pipeline.sink
+            sink = rig.server.endpoints[0].commits.handler.pipeline.sink
             rig.server.write_probe = getattr(sink, "write_probe", None)
             assert (await rig.get("/readyz")).status == 200
             blocker = sqlite3.connect(rig.db, isolation_level=None)

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 
 from consumer.config.load import load_config
-from consumer.sources.http import PushServer
+from consumer.runtime.push import push_server
 from tests.sources.test_http import JSON, free_port, open_sqlite, run
 
 REPO = Path(__file__).parents[2]
@@ -44,7 +44,7 @@ def test_64_concurrent_pushes_are_all_answered_with_the_documented_body(tmp_path
     config = load_config(config_file, env={"ALIYUN_PUSH_TOKEN": TOKEN})
     sink = open_sqlite(config.sink.url)
     sink.migrate()
-    server = PushServer.from_config(config, sink)
+    server = push_server(config, sink)
     bodies = [page_batch(n) for n in range(CONCURRENCY)]
 
     async def scenario() -> list[tuple[int, bytes]]:
