@@ -17,6 +17,7 @@ from consumer.errors import ConfigError
 from consumer.pipeline.handler import Pipeline
 from consumer.pipeline.metrics import Metrics
 from consumer.pipeline.push import GroupCommit, PushHandler
+from consumer.runtime.probes import Probes
 from consumer.sinks.base import Sink
 from consumer.sources.http import PushEndpoint, PushServer
 from consumer.sources.http_auth import HuaweiAksk, NonceCache, authenticator
@@ -75,8 +76,7 @@ def push_server(
     return PushServer(
         endpoints,
         listen=config.http.listen,
-        ready=sink_probe(sink),
-        write_probe=getattr(sink, "write_probe", None),
+        service=Probes(ready=sink_probe(sink), write_probe=getattr(sink, "write_probe", None)),
     )
 
 

@@ -221,6 +221,7 @@ def _close_quietly(source: Source, timeout: float) -> None:
 async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: float) -> int:
     # aiohttp is the listener's alone: pull workers never import it.
     from consumer.archive.worker import open_archiver, run_archiver  # noqa: PLC0415
+    from consumer.runtime.probes import Probes  # noqa: PLC0415
     from consumer.runtime.push import push_endpoint  # noqa: PLC0415
     from consumer.sources.http import PushServer  # noqa: PLC0415
     from consumer.sources.http_auth import NonceCache  # noqa: PLC0415
@@ -241,16 +242,14 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
     server = PushServer(
         endpoints,
         listen=config.http.listen,
-        ready=sink.schema_version,
-        write_probe=sink.write_probe,
         # aiohttp waits this long for requests in progress, then as long again for the
         # handlers; a connection accepted just as the shutdown starts always waits it out
         # (its handler is never woken). A commit already under way finishes regardless
         # (`close` drains them) and its sender retries into the deduplicating sink.
         shutdown_timeout=min(5.0, deadline / 3),
-        registry=aggregated_registry(),
         # /healthz from the first second; pushes get 503 until the database is migrated
         accepting=False,
+        service=Probes(sink.schema_version, sink.write_probe, aggregated_registry()),
     )
     archiving: asyncio.Task[None] | None = None
     reconciler = open_reconciler(config)  # calls owed a final record: consumer/reconcile/

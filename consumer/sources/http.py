@@ -26,24 +26,16 @@ import ipaddress
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 from aiohttp import web
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    Counter,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client.registry import CollectorRegistry
+from prometheus_client import Counter, Histogram
 
 from consumer.config.model import RESERVED_HTTP_PATHS
-from consumer.errors import ConfigError, Overloaded, clip, describe
+from consumer.errors import ConfigError, Overloaded, clip
 from consumer.formats import Format, get_format
 from consumer.sources.base import Message
 from consumer.sources.http_auth import (
@@ -118,6 +110,14 @@ class Commits(Protocol):
         ...
 
 
+class Service(Protocol):
+    """What answers the listener's own paths (`RESERVED_PATHS`: probes and metrics)."""
+
+    async def __call__(self, request: web.Request, server: PushServer) -> web.Response: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class PushEndpoint:
     """One `source: http` queue as the listener sees it."""
@@ -170,30 +170,25 @@ class PushServer:
         endpoints: Sequence[PushEndpoint],
         *,
         listen: str = "127.0.0.1:8080",
-        ready: Callable[[], object] | None = None,
         body_timeout: float = 10.0,
         keepalive_timeout: float = 75.0,
         shutdown_timeout: float = 30.0,
-        registry: CollectorRegistry = REGISTRY,
-        write_probe: Callable[[], object] | None = None,
         max_body_bytes_in_flight: int = DEFAULT_BODY_BYTES_IN_FLIGHT,
         accepting: bool = True,
+        service: Service | None = None,
     ) -> None:
-        """`write_probe` decides readiness after a failed commit; `accepting=False` starts the
-        listener before the database is ready: pushes get 503 until `accept()`."""
+        """`accepting=False` starts the listener before the database is ready: pushes get 503
+        until `accept()`. `service` answers the reserved paths (`consumer.runtime.probes`)."""
         self.endpoints = list(endpoints)
         self.host, self._port = parse_listen(listen)
-        self.ready = ready
         self.body_timeout = body_timeout
         self.keepalive_timeout = keepalive_timeout
         self.shutdown_timeout = shutdown_timeout
-        self.registry = registry
-        self.write_probe = write_probe
         self.accepting = accepting
+        self.service = service
         self.bodies = BodyBudget(max_body_bytes_in_flight)
         self._routes = _routes(self.endpoints)
         self._runner: web.AppRunner | None = None
-        self._probe = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readyz")
 
     @property
     def port(self) -> int:
@@ -252,24 +247,27 @@ class PushServer:
         loop = asyncio.get_running_loop()
         for endpoint in self.endpoints:
             await loop.run_in_executor(None, endpoint.commits.close)
-        self._probe.shutdown(wait=False)
+        if self.service is not None:
+            self.service.close()
 
     # -- requests ----------------------------------------------------------------------------
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path
-        if path in RESERVED_PATHS:
-            return await self._service(request, path)
+        if path in RESERVED_PATHS and self.service is not None:
+            return await self.service(request, self)
         match = self._match(path)
         if match is None:
             REQUESTS.labels(UNMATCHED, "404").inc()
-            return _error(404, "no push queue at this path")
+            return error_response(404, "no push queue at this path")
         endpoint, token = match
         started = time.monotonic()
         if self.accepting:
             response = await self._push(request, endpoint, token)
         else:
-            response = _error(503, "starting: the database is not ready", {"Retry-After": "30"})
+            response = error_response(
+                503, "starting: the database is not ready", {"Retry-After": "30"}
+            )
         REQUESTS.labels(endpoint.queue, str(response.status)).inc()
         if response.status in (200, 503):
             REQUEST_SECONDS.labels(endpoint.queue).observe(time.monotonic() - started)
@@ -294,16 +292,18 @@ class PushServer:
             log.warning(
                 "push refused: client address not allowed", queue=queue, remote=request.remote
             )
-            return _error(403, "client address not allowed")
+            return error_response(403, "client address not allowed")
         if request.method != "POST":
-            return _error(405, "only POST", headers={"Allow": "POST"})
+            return error_response(405, "only POST", headers={"Allow": "POST"})
         credentials = Credentials(request.headers, token, _signed_urls(request))
         verdict = endpoint.auth.verify(credentials)
         if isinstance(verdict, Denied):
             return _unauthorized(queue, verdict, request.remote)
         if not endpoint.parser.accepts(request.content_type):
             accepted = "JSON" + (" or a form" if endpoint.parser.accepts_form else "")
-            return _error(415, f"content type {clip(request.content_type)}: expected {accepted}")
+            return error_response(
+                415, f"content type {clip(request.content_type)}: expected {accepted}"
+            )
         async with self.bodies.hold() as held:
             body = await self._read_body(request, endpoint, held)
             if isinstance(body, web.Response):  # nothing stored: a retry is no replay
@@ -329,7 +329,7 @@ class PushServer:
         except Overloaded as exc:
             endpoint.auth.release(credentials)
             log.warning("push answered 503: overloaded", queue=queue, error=str(exc))
-            return _error(503, "overloaded; retry later", headers={"Retry-After": "5"})
+            return error_response(503, "overloaded; retry later", headers={"Retry-After": "5"})
         finally:
             replayed = ledger is not None and ledger.settle(message.id)
         if replayed:  # the nonce was already stored: by another daemon, or before a restart
@@ -339,7 +339,7 @@ class PushServer:
         if not result.committed:
             endpoint.auth.release(credentials)
             headers["Retry-After"] = "30"
-            return _error(503, "storage unavailable; retry later", headers=headers)
+            return error_response(503, "storage unavailable; retry later", headers=headers)
         return web.Response(
             status=200,
             body=endpoint.parser.answer,
@@ -352,7 +352,7 @@ class PushServer:
         self, request: web.Request, endpoint: PushEndpoint, held: Held
     ) -> bytes | web.Response:
         limit = endpoint.max_body_bytes
-        too_large = _error(413, f"body larger than {limit} bytes")
+        too_large = error_response(413, f"body larger than {limit} bytes")
         too_large.force_close()  # do not linger reading the rest of a body we refuse
         if request.content_length is not None and request.content_length > limit:
             return too_large
@@ -374,13 +374,13 @@ class PushServer:
             # the next garbage collection.
             chunks.clear()
             log.warning("push abandoned: the sender hung up", queue=endpoint.queue, received=size)
-            gone = _error(400, "connection lost")
+            gone = error_response(400, "connection lost")
             gone.force_close()
             return gone
         except TimeoutError:
             chunks.clear()
             log.warning("push refused: body too slow", queue=endpoint.queue, received=size)
-            too_slow = _error(408, f"body not received within {self.body_timeout:g}s")
+            too_slow = error_response(408, f"body not received within {self.body_timeout:g}s")
             too_slow.force_close()
             return too_slow
         return b"".join(chunks)
@@ -393,41 +393,9 @@ class PushServer:
             in_flight=self.bodies.used,
             limit=self.bodies.limit,
         )
-        busy = _error(503, "overloaded; retry later", headers={"Retry-After": "5"})
+        busy = error_response(503, "overloaded; retry later", headers={"Retry-After": "5"})
         busy.force_close()  # the rest of the body is not read
         return busy
-
-    async def _service(self, request: web.Request, path: str) -> web.Response:
-        if request.method not in ("GET", "HEAD"):
-            return _error(405, "only GET", headers={"Allow": "GET, HEAD"})
-        if path == "/healthz":
-            return web.Response(text="ok\n")
-        if path == "/metrics":
-            return web.Response(
-                body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-            )
-        if not self.accepting:
-            return web.Response(status=503, text="starting: the database is not ready\n")
-        failures = [e for e in self.endpoints if e.commits.last_failure is not None]
-        # After a failed commit a read is no proof of health (a full disk still reads): the
-        # sink must take a write; a commit that succeeds clears the failure too.
-        probes = [self.ready] if self.ready is not None else []
-        if failures and self.write_probe is not None:
-            probes.append(self.write_probe)
-        elif failures:
-            return web.Response(status=503, text="sink unavailable: the last commit failed\n")
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(5.0):
-                for probe in probes:
-                    await loop.run_in_executor(self._probe, probe)
-        except Exception as exc:  # whatever the sink raises, the answer is "not ready"
-            reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}"
-            log.warning("readiness probe failed", error=describe(exc))
-            return web.Response(status=503, text=f"sink unavailable: {reason}\n")
-        for endpoint in failures:
-            endpoint.commits.last_failure = None
-        return web.Response(text="ready\n")
 
 
 def _unauthorized(queue: str, denied: Denied, remote: str | None) -> web.Response:
@@ -439,7 +407,7 @@ def _unauthorized(queue: str, denied: Denied, remote: str | None) -> web.Respons
         detail=denied.detail,
         remote=remote,
     )
-    return _error(401, "unauthorized")
+    return error_response(401, "unauthorized")
 
 
 def _routes(endpoints: Sequence[PushEndpoint]) -> dict[str, PushEndpoint]:
@@ -468,7 +436,7 @@ def _signed_urls(request: web.Request) -> list[str]:
     return [f"{scheme}://{host}{request.path}" for scheme in schemes]
 
 
-def _error(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
+def error_response(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         status=status,
         body=json.dumps({"error": text}).encode(),
@@ -485,6 +453,8 @@ __all__ = [
     "Outcome",
     "PushEndpoint",
     "PushServer",
+    "Service",
+    "error_response",
     "parse_listen",
     "success_body",
 ]

@@ -38,6 +38,7 @@ from consumer.config.model import (
 from consumer.errors import ConfigError
 from consumer.formats import get_format
 from consumer.pipeline.push import GroupCommit
+from consumer.runtime.probes import Probes
 from consumer.runtime.push import push_endpoint, push_server
 from consumer.sinks.base import Sink
 from consumer.sinks.postgres import PostgresSink
@@ -174,7 +175,7 @@ async def serving(
     server = PushServer(
         endpoints,
         listen="127.0.0.1:0",
-        ready=ready if ready is not None else (lambda: sink.dead_letters([0])),
+        service=Probes(ready if ready is not None else (lambda: sink.dead_letters([0]))),
         body_timeout=body_timeout,
         keepalive_timeout=keepalive_timeout,
         shutdown_timeout=2.0,
@@ -1221,7 +1222,8 @@ def test_readyz_after_a_failed_commit_is_ready_only_once_a_write_goes_through(
     async def scenario() -> None:
         async with serving(tmp_path, [queue("moor7", "moor7.event", "/p")]) as rig:
             sink = rig.server.endpoints[0].commits.handler.pipeline.sink
-            rig.server.write_probe = getattr(sink, "write_probe", None)
+            assert isinstance(rig.server.service, Probes)
+            rig.server.service.write_probe = getattr(sink, "write_probe", None)
             assert (await rig.get("/readyz")).status == 200
             blocker = sqlite3.connect(rig.db, isolation_level=None)
             blocker.execute("BEGIN IMMEDIATE")
