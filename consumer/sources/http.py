@@ -14,9 +14,9 @@ together (`pipeline.push.GroupCommit`), each still answered for itself. A signed
 request's nonce is stored in that commit (`http_nonces`): a nonce found already stored is
 answered 401.
 
-The same listener serves `GET /healthz` (the process is alive, from before the database is
-reachable), `GET /readyz` (the sink answers a read and, after a failed commit, takes a write)
-and `GET /metrics` (prometheus_client's default registry).
+The listener routes its reserved paths (`/healthz`, `/readyz`, `/metrics`) to the `Service`
+it is given (`consumer.runtime.probes`), and each request to its queue's `Commits` (the
+pipeline's group commit, wired by `consumer.runtime.push`): this module imports no pipeline.
 """
 
 from __future__ import annotations
