@@ -423,6 +423,11 @@ class RocketMqQueue(QueueBase):
     def receive_settings(self) -> tuple[float, int]:
         return ROCKETMQ_WAIT, self.rocketmq.batch_size
 
+    def source_options(self) -> dict[str, Any]:
+        """What both RocketMQ sources take besides the section: the delivery bound, and the
+        key path their configuration errors name."""
+        return {"max_deliveries": self.max_deliveries, "location": f"queues.{self.name}.rocketmq"}
+
     @property
     def transport(self) -> str:
         """`rocketmq` (5.x over gRPC) or `remoting` (4.x)."""

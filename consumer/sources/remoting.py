@@ -178,11 +178,7 @@ class _Delivery:
 
 def open_queue(queue: RocketMqQueue) -> RemotingSource:
     """The source of a `source: rocketmq` queue with `protocol: remoting`."""
-    return RemotingSource(
-        queue.rocketmq,
-        max_deliveries=queue.max_deliveries,
-        location=f"queues.{queue.name}.rocketmq",
-    )
+    return RemotingSource(queue.rocketmq, **queue.source_options())
 
 
 class RemotingSource:

@@ -96,11 +96,7 @@ def import_client() -> ModuleType:
 
 def open_queue(queue: RocketMqQueue) -> RocketMQSource:
     """The source of a `source: rocketmq` queue (`consumer.sources.open_source`)."""
-    return RocketMQSource(
-        queue.rocketmq,
-        max_deliveries=queue.max_deliveries,
-        location=f"queues.{queue.name}.rocketmq",
-    )
+    return RocketMQSource(queue.rocketmq, **queue.source_options())
 
 
 class RocketMQSource:
