@@ -51,6 +51,10 @@ def start(config: Path, home: Path) -> subprocess.Popen[bytes]:
         "HOME": str(home),
         "STATE_DIRECTORY": str(home / "state"),
         "PYTHONPATH": str(root),
+        # The listener on a port of its own (the configs read ${HTTP_PORT}): on the default
+        # 8080 it races every other listener on the machine (the other test here, under
+        # pytest -n), and a listener that cannot bind stops the daemon with 78 (EXIT_CONFIG).
+        "HTTP_PORT": str(free_port()),
     }
     log = (home / "daemon.log").open("ab")
     return subprocess.Popen(
@@ -77,7 +81,7 @@ def test_a_daemon_killed_mid_run_loses_and_duplicates_nothing(tmp_path: Path) ->
         config = tmp_path / "consumer.yaml"
         config.write_text(
             f"""sink: {{url: "sqlite:///{db}"}}
-http: {{listen: "127.0.0.1:{free_port()}"}}
+http: {{listen: "127.0.0.1:${{HTTP_PORT}}"}}
 queues:
   - name: {QUEUE}
     source: rocketmq
@@ -132,7 +136,7 @@ def test_a_daemon_with_refused_credentials_exits_78(tmp_path: Path) -> None:
         config = tmp_path / "consumer.yaml"
         config.write_text(
             f"""sink: {{url: "sqlite:///{db}"}}
-http: {{listen: "127.0.0.1:{free_port()}"}}
+http: {{listen: "127.0.0.1:${{HTTP_PORT}}"}}
 queues:
   - name: {QUEUE}
     source: rocketmq

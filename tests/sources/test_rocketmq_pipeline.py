@@ -34,6 +34,7 @@ from consumer.config.model import RetryConfig, RocketMqConfig, SinkConfig
 from consumer.formats import get_format
 from consumer.pipeline import Counters, Pipeline, Worker, run_worker
 from consumer.sinks import open_sink
+from tests.runtime.helpers import free_port
 
 TOPIC = "OUTBOUND_BOT_TOPIC"
 GROUP = "GID_call_consumer"
@@ -483,6 +484,7 @@ def _start(daemon: str, endpoints: str, db: Path, home: Path) -> subprocess.Pope
         config = home / "consumer.yaml"
         config.write_text(
             f"""sink: {{url: "sqlite:///{db}"}}
+http: {{listen: "127.0.0.1:{free_port()}"}}
 queues:
   - name: {QUEUE}
     source: rocketmq
