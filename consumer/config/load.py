@@ -38,6 +38,7 @@ from consumer.config.limits import (
     size_text,
 )
 from consumer.config.model import Config
+from consumer.config.secrets import secret_items
 from consumer.errors import ConfigError
 
 KeyPath = tuple[str | int, ...]
@@ -90,7 +91,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         loader.raise_if_errors()
         raise  # unreachable: every validation error was recorded
     loader.raise_if_errors()
-    secret_paths = set(_secret_paths(config, ()))
+    secret_paths = {where for where, _ in secret_items(config)}
     referenced = {value for where, value in loader.references if where in secret_paths}
     config._referenced_secrets = frozenset(value for value in referenced if value)
     return config
@@ -755,17 +756,6 @@ def _kind_of(value: Any) -> str:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _secret_paths(value: Any, where: KeyPath) -> Iterable[KeyPath]:
-    if isinstance(value, SecretStr):
-        yield where
-    elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            yield from _secret_paths(getattr(value, name), (*where, name))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _secret_paths(item, (*where, index))
 
 
 __all__ = ["CONF_D_MAIN", "CONF_D_QUEUES", "ConfigErrors", "format_key_path", "load_config"]

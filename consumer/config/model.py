@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import (
@@ -25,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from consumer.config.secrets import secret_items
 from consumer.formats import FORMAT_NAMES
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -540,7 +540,7 @@ class Config(Strict):
         The `SecretStr` fields, the password of the sink URL, and each value the loader resolved
         from a `${...}` reference inside a secret field (a secret may be glued from pieces).
         """
-        found = {secret.get_secret_value() for secret in _secret_values(self)}
+        found = {secret.get_secret_value() for _, secret in secret_items(self)}
         password = self.sink.url_password
         if password:
             found.update({password, unquote(password)})
@@ -563,14 +563,3 @@ class Config(Strict):
 
     def queue(self, name: str) -> QueueConfig:
         return next(queue for queue in self.queues if queue.name == name)
-
-
-def _secret_values(value: Any) -> Iterator[SecretStr]:
-    if isinstance(value, SecretStr):
-        yield value
-    elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            yield from _secret_values(getattr(value, name))
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _secret_values(item)

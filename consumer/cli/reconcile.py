@@ -9,9 +9,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from consumer.cli.common import EXIT_FAILED, add_config_argument, plural
 from consumer.config.load import load_config
-from consumer.config.model import Config, ReconcileConfig
-from consumer.errors import ConfigError, TransientError
+from consumer.config.model import ReconcileConfig
+from consumer.errors import TransientError
 from consumer.logs import configure_from
 from consumer.model import Provider
 from consumer.reconcile.rules import State
@@ -20,7 +21,7 @@ from consumer.sinks import open_sink
 from consumer.sinks.reconcile import CallStates, OwedCall
 
 if TYPE_CHECKING:
-    from consumer.cli import Subparsers
+    from consumer.cli.common import Subparsers
 
 
 def add_calls(subparsers: Subparsers) -> None:
@@ -34,7 +35,7 @@ def add_calls(subparsers: Subparsers) -> None:
         description="Calls without their final record past their provider's deadline "
         "(reconcile.deadlines), oldest last event first.",
     )
-    overdue.add_argument("-c", "--config", required=True, metavar="PATH", help="file or conf.d")
+    add_config_argument(overdue)
     overdue.add_argument("--json", action="store_true", help="one JSON object per line")
     overdue.set_defaults(handler=overdue_command)
 
@@ -46,7 +47,7 @@ def add_reconcile(subparsers: Subparsers) -> None:
         description="Ask the query API of each overdue call's provider (or of the named calls) "
         "for its final record and store what it returns.",
     )
-    parser.add_argument("-c", "--config", required=True, metavar="PATH", help="file or conf.d")
+    add_config_argument(parser)
     parser.add_argument(
         "--call",
         dest="calls",
@@ -59,15 +60,6 @@ def add_reconcile(subparsers: Subparsers) -> None:
         "--dry-run", action="store_true", help="print what would be stored; store nothing"
     )
     parser.set_defaults(handler=reconcile_command)
-
-
-def _load(path: str) -> Config | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for error in getattr(exc, "errors", [exc]):
-            print(f"{error.location}: {error.problem}", file=sys.stderr)
-        return None
 
 
 def owed_json(call: OwedCall, now: datetime) -> dict[str, Any]:
@@ -86,9 +78,7 @@ def owed_json(call: OwedCall, now: datetime) -> dict[str, Any]:
 
 
 def overdue_command(args: argparse.Namespace) -> int:
-    config = _load(args.config)
-    if config is None:
-        return 1
+    config = load_config(args.config)
     settings = config.reconcile or ReconcileConfig()
     now = datetime.now(UTC)
     cutoffs = {p.value: now - getattr(settings.deadlines, p.value) for p in Provider}
@@ -98,7 +88,7 @@ def overdue_command(args: argparse.Namespace) -> int:
         calls = CallStates(sink).past_deadline(cutoffs)
     except TransientError as exc:
         print(f"database unavailable: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     finally:
         sink.close()
     if args.json:
@@ -120,7 +110,7 @@ def overdue_command(args: argparse.Namespace) -> int:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
-    print(f"{len(rows)} call{'s' if len(rows) != 1 else ''} owed a final record")
+    print(f"{plural(len(rows), 'call')} owed a final record")
     return 0
 
 
@@ -131,9 +121,7 @@ def _age(delta: timedelta) -> str:
 
 
 def reconcile_command(args: argparse.Namespace) -> int:
-    config = _load(args.config)
-    if config is None:
-        return 1
+    config = load_config(args.config)
     configure_from(config)
     settings = config.reconcile or ReconcileConfig()
     sink = open_sink(config.sink)
@@ -143,7 +131,7 @@ def reconcile_command(args: argparse.Namespace) -> int:
         return _reconcile(reconciler, args.calls, dry_run=args.dry_run)
     except TransientError as exc:
         print(f"database unavailable: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     finally:
         sink.close()
 

@@ -8,13 +8,14 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from consumer.cli.common import EXIT_FAILED, EXIT_OK, add_config_argument, plural, positive_id
 from consumer.config.load import load_config
-from consumer.errors import ConfigError, TransientError
+from consumer.errors import TransientError
 from consumer.sinks import open_sink
 from consumer.sinks.recordings import STATUSES, Recording, RecordingTable
 
 if TYPE_CHECKING:
-    from consumer.cli import Subparsers
+    from consumer.cli.common import Subparsers
 
 _COLUMNS = ("ID", "PROVIDER", "CALL_ID", "STATUS", "ATTEMPTS", "BYTES", "ARCHIVE/ERROR", "SOURCE")
 _WIDTH = 60
@@ -28,7 +29,7 @@ def add_recordings(subparsers: Subparsers) -> None:
     )
     actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="show the archive's rows")
-    listing.add_argument("-c", "--config", required=True, metavar="PATH", help="file or conf.d")
+    add_config_argument(listing)
     listing.add_argument("--status", choices=STATUSES, help="only rows with this status")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     listing.set_defaults(handler=list_command)
@@ -38,11 +39,11 @@ def add_recordings(subparsers: Subparsers) -> None:
         description="Set failed, expired and refused recordings (all, or the named ones) back "
         "to pending with a fresh retry budget; a running daemon picks them up.",
     )
-    again.add_argument("-c", "--config", required=True, metavar="PATH", help="file or conf.d")
+    add_config_argument(again)
     again.add_argument(
         "--id",
         dest="ids",
-        type=_positive_id,
+        type=positive_id("recording"),
         action="append",
         default=[],
         metavar="ID",
@@ -51,37 +52,18 @@ def add_recordings(subparsers: Subparsers) -> None:
     again.set_defaults(handler=retry_command)
 
 
-def _positive_id(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a recording id (a number): {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"recording ids start at 1: {text!r}")
-    return value
-
-
-def _open(path: str) -> RecordingTable | None:
-    try:
-        config = load_config(path)
-        sink = open_sink(config.sink)
-    except ConfigError as exc:
-        for error in getattr(exc, "errors", [exc]):
-            print(f"{error.location}: {error.problem}", file=sys.stderr)
-        return None
-    return RecordingTable(sink)
+def _open(path: str) -> RecordingTable:
+    return RecordingTable(open_sink(load_config(path).sink))
 
 
 def list_command(args: argparse.Namespace) -> int:
     table = _open(args.config)
-    if table is None:
-        return 1
     try:
         table.sink.migrate()
         rows = table.rows(args.status)
     except TransientError as exc:
         print(f"database unavailable: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     finally:
         table.sink.close()
     if args.json:
@@ -89,20 +71,18 @@ def list_command(args: argparse.Namespace) -> int:
             print(json.dumps(row.as_json(), ensure_ascii=False))
     else:
         print(format_table(rows))
-    return 0
+    return EXIT_OK
 
 
 def retry_command(args: argparse.Namespace) -> int:
     table = _open(args.config)
-    if table is None:
-        return 1
     try:
         table.sink.migrate()
         known = {row.id: row for row in table.rows(ids=sorted(set(args.ids)))} if args.ids else {}
         moved = table.retry(sorted(set(args.ids)))
     except TransientError as exc:
         print(f"database unavailable: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     finally:
         table.sink.close()
     for row_id in moved:
@@ -112,8 +92,8 @@ def retry_command(args: argparse.Namespace) -> int:
         print(f"#{row_id}: not retried, it is {known[row_id].status}")
     for row_id in unknown:
         print(f"#{row_id}: no recording with this id", file=sys.stderr)
-    print(f"{len(moved)} recording{'s' if len(moved) != 1 else ''} back in line")
-    return 1 if unknown else 0
+    print(f"{plural(len(moved), 'recording')} back in line")
+    return EXIT_FAILED if unknown else EXIT_OK
 
 
 def format_table(rows: Sequence[Recording]) -> str:

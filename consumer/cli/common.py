@@ -1,0 +1,72 @@
+"""What every command shares: the config-error printer and the exit-status policy.
+
+The policy (the command-line contract in README.md): a handler returns 0 when it did its job and
+1 when it did not (bad configuration, database unavailable, unknown id, a failed query). `run`
+alone exits 78 (EX_CONFIG) for a configuration that cannot run, so that systemd's
+`RestartPreventExitStatus=78` stops restarting it; it says so by `config_status=EXIT_CONFIG` in
+its parser defaults. A handler lets `ConfigError` propagate: `main` prints it here, once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import TypeAlias
+
+from consumer.config.load import ConfigErrors
+from consumer.errors import ConfigError
+from consumer.runtime.spec import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Handler = Callable[[argparse.Namespace], int]
+
+
+def report_config_error(exc: ConfigError) -> None:
+    """`<file>: <key path>: <problem>` on stderr, one line per problem: for every command."""
+    errors = exc.errors if isinstance(exc, ConfigErrors) else [exc]
+    for error in errors:
+        print(f"{error.location}: {error.problem}", file=sys.stderr)
+
+
+def config_error_status(args: argparse.Namespace) -> int:
+    """The exit status of a configuration error for the command `args` ran."""
+    status: int = getattr(args, "config_status", EXIT_FAILED)
+    return status
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", required=True, metavar="PATH", help="file or conf.d")
+
+
+def positive_id(noun: str) -> Callable[[str], int]:
+    """An argparse `type` for the ids of `noun` rows (they start at 1)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {noun} id (a number): {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{noun} ids start at 1: {text!r}")
+        return value
+
+    return parse
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "Handler",
+    "Subparsers",
+    "add_config_argument",
+    "config_error_status",
+    "plural",
+    "positive_id",
+    "report_config_error",
+]
