@@ -19,12 +19,12 @@ from consumer.cli.common import (
     config_error_status,
     report_config_error,
 )
+from consumer.cli.dead_letters import add_dead_letters
 from consumer.cli.normalize import add_normalize
 from consumer.cli.reconcile import add_calls, add_reconcile
 from consumer.cli.recordings import add_recordings
 from consumer.cli.run import add_run
 from consumer.errors import ConfigError
-from consumer.pipeline.replay import add_dead_letters
 from consumer.runtime.demo import add_demo
 
 COMMANDS: list[Callable[[Subparsers], None]] = [

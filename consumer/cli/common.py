@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
 from consumer.config.load import ConfigErrors
@@ -54,6 +54,21 @@ def positive_id(noun: str) -> Callable[[str], int]:
     return parse
 
 
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart, as `ps` prints them."""
+    widths = [max(len(cells[i]) for cells in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
+        for cells in [header, *rows]
+    )
+
+
+def shorten(text: str, width: int) -> str:
+    """One line of at most `width` characters: whitespace runs folded, the rest cut with `…`."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'s' if count != 1 else ''}"
 
@@ -69,4 +84,6 @@ __all__ = [
     "plural",
     "positive_id",
     "report_config_error",
+    "shorten",
+    "text_table",
 ]

@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from consumer.cli.common import EXIT_FAILED, add_config_argument, plural
+from consumer.cli.common import EXIT_FAILED, EXIT_OK, add_config_argument, plural, text_table
 from consumer.config.load import load_config
 from consumer.config.model import ReconcileConfig
 from consumer.errors import TransientError
@@ -21,7 +21,7 @@ from consumer.sinks import open_sink
 from consumer.sinks.reconcile import CallStates, OwedCall
 
 if TYPE_CHECKING:
-    from consumer.cli.common import Subparsers
+    from consumer.cli.common import Subparsers, text_table
 
 
 def add_calls(subparsers: Subparsers) -> None:
@@ -94,7 +94,7 @@ def overdue_command(args: argparse.Namespace) -> int:
     if args.json:
         for call in calls:
             print(json.dumps(owed_json(call, now), ensure_ascii=False))
-        return 0
+        return EXIT_OK
     header = ("PROVIDER", "CALL_ID", "STATE", "LAST_EVENT", "LAST_EVENT_AT", "SILENT")
     rows = [
         (
@@ -107,11 +107,9 @@ def overdue_command(args: argparse.Namespace) -> int:
         )
         for call in calls
     ]
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+    print(text_table(header, rows))
     print(f"{plural(len(rows), 'call')} owed a final record")
-    return 0
+    return EXIT_OK
 
 
 def _age(delta: timedelta) -> str:
@@ -140,7 +138,7 @@ def _reconcile(reconciler: Reconciler, call_ids: list[str], *, dry_run: bool) ->
     states = reconciler.states
     if not states.claim(LEASE, reconciler.owner, time.time(), reconciler.lease_seconds):
         print("a reconciler is running (it holds the lease): try again later", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     failed = False
     try:
         if call_ids:
@@ -163,7 +161,7 @@ def _reconcile(reconciler: Reconciler, call_ids: list[str], *, dry_run: bool) ->
             failed |= _report(reconciler, answer, label, dry_run=dry_run)
     finally:
         states.release(LEASE, reconciler.owner, time.time())
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _report(reconciler: Reconciler, answer: Answer, label: str, *, dry_run: bool) -> bool:

@@ -8,14 +8,22 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from consumer.cli.common import EXIT_FAILED, EXIT_OK, add_config_argument, plural, positive_id
+from consumer.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_config_argument,
+    plural,
+    positive_id,
+    shorten,
+    text_table,
+)
 from consumer.config.load import load_config
 from consumer.errors import TransientError
 from consumer.sinks import open_sink
 from consumer.sinks.recordings import STATUSES, Recording, RecordingTable
 
 if TYPE_CHECKING:
-    from consumer.cli.common import Subparsers
+    from consumer.cli.common import Subparsers, shorten, text_table
 
 _COLUMNS = ("ID", "PROVIDER", "CALL_ID", "STATUS", "ATTEMPTS", "BYTES", "ARCHIVE/ERROR", "SOURCE")
 _WIDTH = 60
@@ -107,21 +115,12 @@ def format_table(rows: Sequence[Recording]) -> str:
             row.status,
             str(row.attempts),
             "-" if row.bytes is None else str(row.bytes),
-            _shorten(row.archive_uri or row.last_error or "-"),
-            _shorten(row.source.split("?", 1)[0]),
+            shorten(row.archive_uri or row.last_error or "-", _WIDTH),
+            shorten(row.source.split("?", 1)[0], _WIDTH),
         )
         for row in rows
     ]
-    widths = [max(len(cells[i]) for cells in [_COLUMNS, *lines]) for i in range(len(_COLUMNS))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
-        for cells in [_COLUMNS, *lines]
-    )
-
-
-def _shorten(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _WIDTH else text[: _WIDTH - 1] + "…"
+    return text_table(_COLUMNS, lines)
 
 
 __all__ = ["add_recordings", "format_table"]
