@@ -48,7 +48,7 @@ def masked(config: Config) -> dict[str, Any]:
     if data.get("reconcile") is None:
         data.pop("reconcile", None)  # optional section: shown only when configured
     for queue in data["queues"]:
-        for section in ("mns", "rocketmq", "http"):
+        for section in [key for key in ("mns", "rocketmq", "http") if key in queue]:
             if queue[section] is None:
                 del queue[section]  # only the queue's own source section is meaningful
     return data

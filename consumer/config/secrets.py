@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-KeyPath = tuple[str | int, ...]
+from consumer.config.problems import KeyPath
+
 MASK = "***"
 
 
@@ -42,4 +43,4 @@ def mask_secrets(data: Any) -> Any:
     return data
 
 
-__all__ = ["MASK", "KeyPath", "mask_secrets", "secret_items"]
+__all__ = ["MASK", "mask_secrets", "secret_items"]
