@@ -83,7 +83,7 @@ SAAS_PREFIX = "ALICOM_SMART_SAAS^"
 
 _MAX_DIGITS = 18
 _WHOLE = re.compile(r"[+-]?\d{1,18}")
-# "10", "10秒" (seed 000); "1分10秒" and "1小时2分3秒" are not documented but cost nothing.
+# "10", "10秒" (V-VR-MNS); "1分10秒" and "1小时2分3秒" are not documented but cost nothing.
 _DURATION = re.compile(
     r"(?:(?P<h>\d{1,9})\s*小时)?\s*(?:(?P<m>\d{1,9})\s*分钟?)?\s*(?:(?P<s>\d{1,18})\s*秒?)?"
 )

@@ -2,7 +2,7 @@
 
 A leading `@` names a socket in the abstract namespace. Without `$NOTIFY_SOCKET` (not started by
 systemd) every call is a no-op. A failed send is logged, never raised and never swallowed
-silently (clients.md §7.7): losing a READY=1 or WATCHDOG=1 makes systemd kill us, so the journal
+silently (sdk-notes.md 7.7): losing a READY=1 or WATCHDOG=1 makes systemd kill us, so the journal
 must say why.
 """
 
