@@ -6,6 +6,31 @@
 
 from __future__ import annotations
 
+QUOTE_LIMIT = 64
+"""Characters of an untrusted value quoted in an error or a log line (`clip`'s default)."""
+DETAIL_LIMIT = 1024
+"""Characters of an `InvalidMessage` detail, and so of `dead_letters.error`."""
+
+
+def clip(value: str | bytes, limit: int = QUOTE_LIMIT, *, quote: bool = True) -> str:
+    """`value` for an error or a log line: its repr (or, `quote=False`, itself) cut to `limit`.
+
+    Untrusted input must never reach a log line or `dead_letters.error` whole (a 1 MB field
+    name would make a 1 MB line), so every quote of it goes through here. A cut value ends in
+    `…` and says its full size: `'abc…' (1048576 bytes)`. Linear in `limit`, plus one encode
+    to count the bytes of a long non-ASCII text.
+    """
+    quote = quote or isinstance(value, bytes)  # bytes are always shown as their repr
+    if len(value) <= limit:
+        return repr(value) if quote else str(value)
+    head = value[:limit]
+    shown = repr(head)[:-1] + "…" + repr(head)[-1] if quote else f"{head!s}…"
+    if isinstance(value, str) and not value.isascii():
+        size = len(value.encode("utf-8", "surrogatepass"))
+    else:
+        size = len(value)
+    return f"{shown} ({size} bytes)"
+
 
 class ConsumerError(Exception):
     """Base of every error this package raises on purpose."""
@@ -19,6 +44,7 @@ class InvalidMessage(ConsumerError):
     """
 
     def __init__(self, reason: str, detail: str) -> None:
+        detail = clip(detail, DETAIL_LIMIT, quote=False)  # the last line against amplification
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail

@@ -1,7 +1,8 @@
 """Logging: structlog, one JSON object per line on stderr (a console layout on a terminal).
 
 Every line passes through the same chain: context variables (the message being handled), level,
-UTC timestamp, exception text, secret redaction, phone-number masking, rendering, and a last
+UTC timestamp, exception text, secret redaction, phone-number masking, a cap on the length of
+every value (untrusted input must not make a log line of a megabyte), rendering, and a last
 redaction of the rendered text. Redaction runs on the event dict *and* on the final line, so a
 secret cannot slip out through a repr, a traceback or JSON escaping.
 
@@ -30,8 +31,13 @@ import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 from consumer.config.model import Config, LogConfig
+from consumer.errors import clip
 
 REDACTED = "***"
+LOG_VALUE_LIMIT = 2048
+"""Characters of one string value on a log line; the rest is cut, and its size said."""
+LOG_EXCEPTION_LIMIT = 16384
+"""Characters of a rendered traceback (`exception`), which is longer by nature."""
 MESSAGE_KEYS = ("queue", "provider", "kind", "call_id", "event_id", "message_id")
 
 _LEVELS = {
@@ -278,6 +284,32 @@ def _redact(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     return redacted
 
 
+def _cap(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """The last line against log amplification: every long string is cut (`errors.clip`).
+
+    Runs after the redaction and the masking (both linear), which must see whole values: a cut
+    could split a secret or a phone number and leave its head unmasked.
+    """
+    for key, value in event.items():
+        if type(value) is str:
+            limit = LOG_EXCEPTION_LIMIT if key == "exception" else LOG_VALUE_LIMIT
+            if len(value) > limit:
+                event[key] = clip(value, limit, quote=False)
+        elif isinstance(value, dict | list | tuple | bytes):
+            event[key] = _cap_value(value)
+    return event
+
+
+def _cap_value(value: Any) -> Any:
+    if isinstance(value, str | bytes):
+        return clip(value, LOG_VALUE_LIMIT, quote=False) if len(value) > LOG_VALUE_LIMIT else value
+    if isinstance(value, dict):
+        return {_cap_value(key): _cap_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_cap_value(item) for item in value]
+    return value
+
+
 _UNMASKED = frozenset({"timestamp", "level", "logger"})
 
 
@@ -336,6 +368,7 @@ _PROCESSORS: list[Processor] = [
     structlog.processors.format_exc_info,
     _redact,
     _mask,
+    _cap,
     _render,
 ]
 
@@ -405,6 +438,8 @@ def _isatty(stream: TextIO) -> bool:
 
 
 __all__ = [
+    "LOG_EXCEPTION_LIMIT",
+    "LOG_VALUE_LIMIT",
     "MESSAGE_KEYS",
     "REDACTED",
     "capture_stdlib_logger",

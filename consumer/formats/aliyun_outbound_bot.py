@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from consumer.errors import InvalidMessage
+from consumer.errors import InvalidMessage, clip
 from consumer.formats import Format
 from consumer.formats import _decode as d
 from consumer.model import (
@@ -191,7 +191,7 @@ def _parse_record(record: JsonObject) -> list[Normalized]:
     event_type = _canonical(sent, (), tuple(_KINDS))
     if event_type is None:
         raise InvalidMessage(
-            "unknown_event_type", f"eventType {sent!r} is not one of {', '.join(_KINDS)}"
+            "unknown_event_type", f"eventType {clip(sent)} is not one of {', '.join(_KINDS)}"
         )
     kind = _KINDS[event_type]
     millis = _positive(record, "eventTime")

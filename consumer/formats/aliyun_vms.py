@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from consumer.errors import InvalidMessage
+from consumer.errors import InvalidMessage, clip
 from consumer.formats import _decode
 from consumer.model import (
     CallEvent,
@@ -84,8 +84,10 @@ SAAS_PREFIX = "ALICOM_SMART_SAAS^"
 _MAX_DIGITS = 18
 _WHOLE = re.compile(r"[+-]?\d{1,18}")
 # "10", "10秒" (V-VR-MNS); "1分10秒" and "1小时2分3秒" are not documented but cost nothing.
+# The spaces after a unit belong to that unit's group: two `\s*` in a row (as this pattern once
+# had) can split one run of spaces in quadratically many ways before failing.
 _DURATION = re.compile(
-    r"(?:(?P<h>\d{1,9})\s*小时)?\s*(?:(?P<m>\d{1,9})\s*分钟?)?\s*(?:(?P<s>\d{1,18})\s*秒?)?"
+    r"(?:(?P<h>\d{1,9})\s*小时\s*)?(?:(?P<m>\d{1,9})\s*分钟?\s*)?(?:(?P<s>\d{1,18})\s*秒?)?"
 )
 
 
@@ -160,7 +162,7 @@ def whole_number(record: Mapping[str, Any], key: str) -> int | None:
     if raw is None:
         return None
     if not _WHOLE.fullmatch(raw):
-        raise InvalidMessage("bad_field", f"{key} is not a whole number: {raw!r}")
+        raise InvalidMessage("bad_field", f"{key} is not a whole number: {clip(raw)}")
     return int(raw)
 
 
@@ -178,11 +180,11 @@ def duration(record: Mapping[str, Any], key: str = "duration") -> int | None:
         return None
     match = _DURATION.fullmatch(raw)
     if match is None or not any(match.groups()):
-        raise InvalidMessage("bad_field", f"{key} is not a number of seconds: {raw!r}")
+        raise InvalidMessage("bad_field", f"{key} is not a number of seconds: {clip(raw)}")
     hours, minutes, seconds = (int(part or 0) for part in match.group("h", "m", "s"))
     total = hours * 3600 + minutes * 60 + seconds
     if len(str(total)) > _MAX_DIGITS:
-        raise InvalidMessage("bad_field", f"{key} is out of range: {raw!r}")
+        raise InvalidMessage("bad_field", f"{key} is out of range: {clip(raw)}")
     return total
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from consumer.errors import InvalidMessage
+from consumer.errors import InvalidMessage, clip
 from consumer.formats import _decode
 from consumer.model import (
     Direction,
@@ -208,7 +208,7 @@ def parse(product: Product, body: bytes) -> list[Normalized]:
     if kind is None:
         raise InvalidMessage(
             "unknown_event_type",
-            f"eventType {event_type!r} is not one of {', '.join([*STATUS_KINDS, FEE])}",
+            f"eventType {clip(event_type)} is not one of {', '.join([*STATUS_KINDS, FEE])}",
         )
     status = _decode.obj(envelope, "statusInfo")
     try:

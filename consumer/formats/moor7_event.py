@@ -12,9 +12,8 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, unquote_plus
 
-from consumer.errors import InvalidMessage
+from consumer.errors import InvalidMessage, clip
 from consumer.formats import Format
 from consumer.formats import _decode as d
 from consumer.model import (
@@ -164,21 +163,23 @@ def _form_text(body: bytes) -> str | None:
 def _load_form(text: str) -> Any:
     try:
         if "=" in text:
-            pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict")
+            count, pairs = d.form_fields(text)
         else:  # `%7B...%7D` alone: the JSON itself, urlencoded, with no field name
-            pairs = [("", unquote_plus(text, errors="strict"))]
+            count, pairs = 1, [("", d.unquote_plus(text))]
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidMessage("not_json", f"body is neither JSON nor a form: {exc}") from None
-    if len(pairs) != 1:
-        names = ", ".join(repr(name) for name, _ in pairs[:5])
+        raise InvalidMessage(  # parse_qsl's error quotes the whole field
+            "not_json", f"body is neither JSON nor a form: {clip(str(exc), quote=False)}"
+        ) from None
+    if count != 1:
+        names = ", ".join(clip(name) for name, _ in pairs)
         raise InvalidMessage(
-            "bad_form", f"form body has {len(pairs)} fields ({names}); expected one holding JSON"
+            "bad_form", f"form body has {count} fields ({names}); expected one holding JSON"
         )
     name, raw = pairs[0]
     try:
         return d.load_json(raw.encode("utf-8", "surrogatepass"))
     except InvalidMessage as exc:
-        raise InvalidMessage(exc.reason, f"form field {name!r}: {exc.detail}") from None
+        raise InvalidMessage(exc.reason, f"form field {clip(name)}: {exc.detail}") from None
 
 
 def _unwrap(record: JsonObject) -> JsonObject:
@@ -206,8 +207,8 @@ def _kind(record: JsonObject) -> Kind:
         if kind is None:
             raise InvalidMessage(
                 "unknown_event_type",
-                f"pushType {push_type!r} is not one of {', '.join(PUSH_KINDS)}"
-                + ("" if call_event is None else f", and callEvent {call_event!r} is unknown"),
+                f"pushType {clip(push_type)} is not one of {', '.join(PUSH_KINDS)}"
+                + ("" if call_event is None else f", and callEvent {clip(call_event)} is unknown"),
             )
         return kind
     if call_event is not None:
@@ -215,7 +216,7 @@ def _kind(record: JsonObject) -> Kind:
         if kind is None:
             raise InvalidMessage(
                 "unknown_event_type",
-                f"callEvent {call_event!r} is not one of {', '.join(CALL_EVENT_KINDS)}",
+                f"callEvent {clip(call_event)} is not one of {', '.join(CALL_EVENT_KINDS)}",
             )
         return kind
     if d.text(record, "cdrType") is not None:

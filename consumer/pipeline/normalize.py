@@ -11,7 +11,7 @@ from datetime import datetime
 
 import structlog
 
-from consumer.errors import InvalidMessage
+from consumer.errors import DETAIL_LIMIT, InvalidMessage, clip
 from consumer.formats import Format
 from consumer.logs import message_context
 from consumer.sinks.base import DeadLetter, StoredEvent
@@ -36,11 +36,13 @@ class Unit:
 def dead_letter(
     queue: str, message: Message, reason: str, error: str, seen_at: datetime
 ) -> DeadLetter:
+    """The dead letter of `message`; `error` may quote the body (a format bug's exception, a
+    value the database refused), so it is cut to `DETAIL_LIMIT` characters with its size."""
     return DeadLetter(
         queue=queue,
         message_id=message.id,
         reason=reason,
-        error=error,
+        error=clip(error, DETAIL_LIMIT, quote=False),
         payload=message.body,
         attempts=message.delivery_count,
         seen_at=seen_at,
@@ -58,6 +60,9 @@ def prepare(
     """Parse a message into a unit; never raises for anything the message or format does.
 
     `max_deliveries=None` parses whatever the count (a replay is an operator's decision).
+    The count is judged before parsing (a body that kills the process must stop coming back);
+    a neighbour cannot raise it, since the keepalive never waits on normalization
+    (`loop.KeepaliveThread`).
     """
     if max_deliveries is not None and message.delivery_count > max_deliveries:
         # Checked before parsing: a body that crashes the process must stop coming back.

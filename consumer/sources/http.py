@@ -45,7 +45,7 @@ from prometheus_client import (
 from prometheus_client.registry import CollectorRegistry
 
 from consumer.config.model import RESERVED_HTTP_PATHS, Config, QueueConfig
-from consumer.errors import ConfigError
+from consumer.errors import ConfigError, clip
 from consumer.formats import aliyun_vms
 from consumer.pipeline.handler import Pipeline
 from consumer.pipeline.metrics import Metrics
@@ -455,7 +455,7 @@ class PushServer:
             return _unauthorized(queue, verdict, request.remote)
         if not endpoint.accepts(request.content_type):
             accepted = "JSON" + (" or a form" if endpoint.format in _FORM_FORMATS else "")
-            return _error(415, f"content type {request.content_type!r}: expected {accepted}")
+            return _error(415, f"content type {clip(request.content_type)}: expected {accepted}")
         async with self.bodies.hold() as held:
             body = await self._read_body(request, endpoint, held)
             if isinstance(body, web.Response):  # nothing stored: a retry is no replay

@@ -28,6 +28,7 @@ than 5 s that do not fit the client's deadline (`await + request_timeout`), henc
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import math
@@ -129,6 +130,7 @@ class RocketMQSource:
     def receive(self, max_count: int, wait: float) -> list[Message]:
         if max_count < 1:
             raise ValueError(f"max_count must be >= 1, got {max_count}")
+        _ensure_event_loop()
         consumer = self._connect()
         consumer.await_duration = max(self._min_wait, math.ceil(wait))
         try:
@@ -431,6 +433,20 @@ def _details(exc: Exception) -> str:
         with contextlib.suppress(Exception):
             return str(details())
     return str(exc)
+
+
+def _ensure_event_loop() -> None:
+    """Give the calling thread an event loop (never run) when it has none.
+
+    The client opens its telemetry stream through grpc.aio from the thread that starts or
+    receives, and grpc.aio asks that thread for its event loop: a thread without one (any but
+    the main thread, or the main thread after an `asyncio.run`) fails the route lookup.
+    """
+    policy = asyncio.get_event_loop_policy()
+    try:
+        policy.get_event_loop()
+    except RuntimeError:
+        policy.set_event_loop(policy.new_event_loop())
 
 
 __all__ = ["RocketMQSource", "import_client"]

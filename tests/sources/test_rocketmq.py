@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -442,3 +443,17 @@ def test_close_during_a_long_poll_ends_it_with_nothing_received(
     assert not poll.is_alive()
     assert got == [[]]
     assert time.monotonic() - started < 4
+
+
+def test_a_thread_left_without_an_event_loop_still_receives(
+    fake: Any, make_source: Callable[..., Any]
+) -> None:
+    # Given a thread whose event loop an `asyncio.run` closed and unset, as tests and embedding
+    # applications do before they start a source
+    asyncio.run(asyncio.sleep(0))
+    fake.publish(TOPIC, b"after asyncio.run")
+    source = make_source(fake)
+    # When the source receives, Then the client's route lookup and telemetry stream work
+    assert [m.body for m in _receive_all(source, 1)] == [b"after asyncio.run"]
+    # And the thread now has a loop of its own for the client's grpc.aio calls
+    assert asyncio.get_event_loop_policy().get_event_loop() is not None

@@ -37,7 +37,12 @@ def _release(client: Any) -> None:
 
 @pytest.fixture
 def clients(rmq: SimpleNamespace) -> Iterator[SimpleNamespace]:
-    """Factories for started real clients; all are shut down after the test."""
+    """Factories for started real clients; all are shut down after the test.
+
+    The client needs an event loop in the calling thread, which an earlier test's `asyncio.run`
+    may have left without one: the same guard the source applies before it receives.
+    """
+    rmq.source._ensure_event_loop()
     made: list[Any] = []
     c = rmq.client
 
