@@ -6,6 +6,10 @@ every value (untrusted input must not make a log line of a megabyte), rendering,
 redaction of the rendered text. Redaction runs on the event dict *and* on the final line, so a
 secret cannot slip out through a repr, a traceback or JSON escaping.
 
+Records of the standard library's `logging` (aiohttp, botocore, the RocketMQ client) take the
+same chain through structlog's `ProcessorFormatter`; a library that gives its logger handlers of
+its own (the RocketMQ client writes rotating files) is adopted by `adopt_library_loggers`.
+
 The chain is installed once per process and reads its settings at call time, so calling
 `configure_logging` again (a worker process after start, a test) takes effect for every logger,
 including module-level ones. The processors would stay right even with structlog's
@@ -22,7 +26,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -358,19 +362,25 @@ def _plain_exc(sio: TextIO, exc_info: Any) -> None:
     structlog.dev.plain_traceback(sio, exc_info)
 
 
-_PROCESSORS: list[Processor] = [
-    _filter_level,
+# What every line gets, whether it comes from structlog or from a `logging` logger.
+_ENRICH: list[Processor] = [
     structlog.contextvars.merge_contextvars,
     structlog.processors.add_log_level,
     _add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
     structlog.processors.StackInfoRenderer(),
     structlog.processors.format_exc_info,
-    _redact,
-    _mask,
-    _cap,
-    _render,
 ]
+_FINISH: list[Processor] = [_redact, _mask, _cap, _render]
+
+_PROCESSORS: list[Processor] = [_filter_level, *_ENRICH, *_FINISH]
+
+# The standard library's records (aiohttp, botocore, the RocketMQ client): structlog's own
+# bridge renders them with the same chain; `logging` filters their level.
+_FOREIGN = structlog.stdlib.ProcessorFormatter(
+    foreign_pre_chain=[structlog.stdlib.add_logger_name, *_ENRICH],
+    processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *_FINISH],
+)
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -387,12 +397,16 @@ class _LineWriter:
         self.name = str(name) if name is not None else None
 
     def _write(self, line: str) -> None:
-        stream = _settings.stream or sys.stderr
-        with _settings.lock:
-            stream.write(line + "\n")
-            stream.flush()
+        _write_line(line)
 
     msg = debug = info = warning = warn = error = critical = exception = fatal = log = _write
+
+
+def _write_line(line: str) -> None:
+    stream = _settings.stream or sys.stderr
+    with _settings.lock:
+        stream.write(line + "\n")
+        stream.flush()
 
 
 def _reset_lock_in_child() -> None:
@@ -403,24 +417,41 @@ os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
 class _StdlibHandler(logging.Handler):
-    """Sends `logging` records of other libraries through our chain (and its redaction)."""
+    """Writes `logging` records, rendered by `_FOREIGN`, where our own lines go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(_FOREIGN)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            level = min(_LEVELS.values(), key=lambda known: abs(known - record.levelno))
-            kwargs: MutableMapping[str, Any] = {}
-            if record.exc_info:
-                kwargs["exc_info"] = record.exc_info
-            structlog.get_logger(record.name).log(level, record.getMessage(), **kwargs)
+            _write_line(self.format(record))
         except Exception:
             self.handleError(record)
 
 
+LIBRARY_LOGGERS = ("rocketmq-python-client",)
+"""Loggers that libraries give handlers of their own and cut off from the root: the RocketMQ 5
+client writes rotating files under `$HOME/logs` in its own format, unredacted."""
+
+
+def adopt_library_loggers(names: Iterable[str] = LIBRARY_LOGGERS) -> None:
+    """Take these loggers' lines into ours: their own handlers are closed, they propagate.
+
+    Call it after importing the library that configures them (its import installs the handlers).
+    """
+    for name in names:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            handler.close()
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)  # the root's level decides, as for every other logger
+
+
 def capture_stdlib_logger(name: str) -> None:
-    """Also route a `logging` logger that does not propagate to the root (rocketmq's)."""
-    logger = logging.getLogger(name)
-    if not any(isinstance(handler, _StdlibHandler) for handler in logger.handlers):
-        logger.addHandler(_StdlibHandler())
+    """Route one `logging` logger that does not propagate to the root (see `adopt_...`)."""
+    adopt_library_loggers([name])
 
 
 def _route_stdlib(level: int) -> None:
@@ -428,6 +459,9 @@ def _route_stdlib(level: int) -> None:
     if not any(isinstance(handler, _StdlibHandler) for handler in root.handlers):
         root.addHandler(_StdlibHandler())
     root.setLevel(level)
+    adopt_library_loggers(
+        name for name in LIBRARY_LOGGERS if name in logging.root.manager.loggerDict
+    )
 
 
 def _isatty(stream: TextIO) -> bool:
@@ -438,10 +472,12 @@ def _isatty(stream: TextIO) -> bool:
 
 
 __all__ = [
+    "LIBRARY_LOGGERS",
     "LOG_EXCEPTION_LIMIT",
     "LOG_VALUE_LIMIT",
     "MESSAGE_KEYS",
     "REDACTED",
+    "adopt_library_loggers",
     "capture_stdlib_logger",
     "configure_from",
     "configure_logging",

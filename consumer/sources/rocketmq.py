@@ -44,6 +44,7 @@ import structlog
 
 from consumer.config.model import RocketMqConfig
 from consumer.errors import ConfigError, TransientError
+from consumer.logs import adopt_library_loggers
 from consumer.sources.base import Message
 
 log = structlog.get_logger("consumer.sources.rocketmq")
@@ -195,6 +196,7 @@ class RocketMQSource:
         if self._consumer is not None:
             return self._consumer
         client = import_client()
+        adopt_library_loggers()  # the client's own log files bypass the JSON lines and redaction
         cfg = self._config
         credentials = (
             client.Credentials(
