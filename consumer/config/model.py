@@ -71,13 +71,21 @@ class WebhookForward(Strict):
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http:// or https:// URL: {url!r}")
-        if parts.username or parts.password:
-            # The URL is printed and logged; a credential belongs in `secret`.
-            raise ValueError("credentials in the URL are not supported; use secret")
+        problem = webhook_url_problem(url)
+        if problem:
+            raise ValueError(problem)
         return url
+
+
+def webhook_url_problem(url: str) -> str | None:
+    """What is wrong with a webhook URL, if anything: the one rule, for config and forwarder."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"must be an http:// or https:// URL: {url!r}"
+    if parts.username or parts.password:
+        # The URL is printed and logged; a credential belongs in `secret`.
+        return "credentials in the URL are not supported; use secret"
+    return None
 
 
 class PythonForward(Strict):
