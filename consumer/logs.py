@@ -36,8 +36,20 @@ from structlog.typing import EventDict, FilteringBoundLogger, Processor, Wrapped
 
 from consumer.config.model import Config, LogConfig
 from consumer.errors import clip
+from consumer.redaction import (
+    REDACTED,
+    SEVEN_DIGITS,
+    alternation,
+    is_phone_key,
+    json_spellings,
+    mask_phone_numbers,
+    mask_text,
+    mask_value,
+    redact_value,
+    scrub,
+    spellings,
+)
 
-REDACTED = "***"
 LOG_VALUE_LIMIT = 2048
 """Characters of one string value on a log line; the rest is cut, and its size said."""
 LOG_EXCEPTION_LIMIT = 16384
@@ -55,20 +67,6 @@ _LEVELS = {
     "fatal": logging.CRITICAL,
     "msg": logging.INFO,
 }
-
-# A Chinese mobile number (1[3-9] + 9 digits), optionally with +86 / 0086 / 86, standing alone:
-# not part of a longer run of digits or letters, so call ids and hashes stay intact.
-_MOBILE = re.compile(
-    r"(?<![0-9A-Za-z])(?P<cc>\+86[ -]?|0086[ -]?|86)?(?P<head>1[3-9]\d)\d{4}(?P<tail>\d{4})"
-    r"(?![0-9A-Za-z])"
-)
-# In a field that holds a phone number, any run of 7 or more digits (landlines, foreign numbers).
-_DIGIT_RUN = re.compile(r"\d{7,}")
-_SEVEN_DIGITS = re.compile(r"\d{7}")
-_PHONE_KEY = re.compile(
-    r"caller|callee|called|calling|phone|mobile|msisdn|telephone|^tel|tel$|number$|numbers$"
-    r"|num$|nbr$|^callno$|^calledno$|^callerno$|^ani$|^dnis$"
-)
 
 
 @dataclass
@@ -100,13 +98,13 @@ def configure_logging(
     target = stream or sys.stderr
     fmt = effective_format(log, target)
     # A secret made only of * cannot be told from the mask itself; it is no secret anyway.
-    forms = {form for value in secrets if value.strip("*") for form in _spellings(value)}
-    rendered = forms | {form for value in forms for form in _json_spellings(value)}
+    forms = {form for value in secrets if value.strip("*") for form in spellings(value)}
+    rendered = forms | {form for value in forms for form in json_spellings(value)}
     _settings.level = _LEVELS[log.level]
     _settings.mask_phone_numbers = log.mask_phone_numbers
     _settings.stream = stream
-    _settings.secrets = _alternation(forms)
-    _settings.rendered_secrets = _alternation(rendered)
+    _settings.secrets = alternation(forms)
+    _settings.rendered_secrets = alternation(rendered)
     _settings.renderer = (
         structlog.dev.ConsoleRenderer(colors=_isatty(target), exception_formatter=_plain_exc)
         if fmt == "console"
@@ -167,103 +165,6 @@ def _present(*values: str | None) -> dict[str, str]:
     }
 
 
-# -- masking ---------------------------------------------------------------------------------
-
-
-def mask_phone_numbers(text: str, *, phone_field: bool = False) -> str:
-    """Chinese mobile numbers anywhere; in a phone field, also landlines and other numbers."""
-    if _SEVEN_DIGITS.search(text) is None:
-        return text  # both patterns need at least seven digits in a row: nothing to mask
-    return _mask_text(text, phone_field)
-
-
-def _mask_text(text: str, phone_field: bool) -> str:
-    text = _MOBILE.sub(
-        lambda m: f"{m.group('cc') or ''}{m.group('head')}****{m.group('tail')}", text
-    )
-    if phone_field:
-        text = _DIGIT_RUN.sub(lambda m: _mask_digits(m.group()), text)
-    return text
-
-
-def _mask_digits(digits: str) -> str:
-    # 13812345678 and 05711111234 keep 3 + 4 digits; shorter numbers keep less, so that at
-    # least four digits are always hidden.
-    head = 3 if len(digits) >= 11 else max(len(digits) - 8, 0)
-    tail = 4 if len(digits) >= 8 else len(digits) - 4
-    return f"{digits[:head]}****{digits[len(digits) - tail :]}"
-
-
-_phone_keys: dict[str, bool] = {}  # memo of _is_phone_key: keys repeat on every line
-_PHONE_KEYS_MEMO = 4096  # payload keys come from providers: keep the memo bounded
-
-
-def _is_phone_key(key: object) -> bool:
-    if not isinstance(key, str):
-        return False
-    known = _phone_keys.get(key)
-    if known is None:
-        known = bool(_PHONE_KEY.search(key.lower().replace("_", "").replace("-", "")))
-        if len(_phone_keys) < _PHONE_KEYS_MEMO:
-            _phone_keys[key] = known
-    return known
-
-
-def _mask_value(value: Any, phone_field: bool) -> Any:
-    if isinstance(value, str):
-        return mask_phone_numbers(value, phone_field=phone_field)
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        return {key: _mask_value(item, _is_phone_key(key)) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_mask_value(item, phone_field) for item in value]
-    if phone_field and isinstance(value, int) and not isinstance(value, bool):
-        return mask_phone_numbers(str(value), phone_field=True)
-    return value
-
-
-def _scrub(text: str, pattern: re.Pattern[str]) -> str:
-    # A replacement can complete a new match (secret "a*" in "aa*" gives "a***"): repeat, and
-    # give up on the text entirely rather than let a secret through.
-    for _ in range(8):
-        scrubbed = pattern.sub(REDACTED, text)
-        if scrubbed == text:
-            return text
-        text = scrubbed
-    return REDACTED if pattern.search(text) else text
-
-
-def _redact_value(value: Any, pattern: re.Pattern[str]) -> Any:
-    if isinstance(value, str):
-        return value if pattern.search(value) is None else _scrub(value, pattern)
-    if isinstance(value, dict):
-        return {
-            _redact_value(key, pattern): _redact_value(item, pattern) for key, item in value.items()
-        }
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_redact_value(item, pattern) for item in value]
-    if value is None or isinstance(value, bool):
-        return value
-    text = str(value) if isinstance(value, int | float) else repr(value)
-    return _scrub(text, pattern) if pattern.search(text) else value
-
-
-def _alternation(values: set[str]) -> re.Pattern[str] | None:
-    ordered = sorted(values, key=len, reverse=True)  # the longest spelling wins
-    return re.compile("|".join(map(re.escape, ordered))) if ordered else None
-
-
-def _spellings(secret: str) -> set[str]:
-    # How a secret may look inside a string: itself, or escaped by a repr (of str or bytes).
-    forms = {secret, repr(secret)[1:-1], ascii(secret)[1:-1], repr(secret.encode())[2:-1]}
-    return {form for form in forms if form} | _json_spellings(secret)
-
-
-def _json_spellings(text: str) -> set[str]:
-    return {json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]} - {""}
-
-
 # -- processors ------------------------------------------------------------------------------
 
 
@@ -284,7 +185,7 @@ def _redact(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     pattern = _settings.secrets
     if pattern is None:
         return event
-    redacted: EventDict = _redact_value(event, pattern)
+    redacted: EventDict = redact_value(event, pattern)
     return redacted
 
 
@@ -320,7 +221,7 @@ _UNMASKED = frozenset({"timestamp", "level", "logger"})
 def _mask(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     if not _settings.mask_phone_numbers:
         return event
-    # The same as _mask_value on every value, with the common cases inlined: a line has ~10
+    # The same as mask_value on every value, with the common cases inlined: a line has ~10
     # values, most of them short strings and small numbers that cannot hold a phone number.
     masked: EventDict = {}
     for key, value in event.items():
@@ -329,14 +230,12 @@ def _mask(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
             masked[key] = value
         elif kind is str:
             masked[key] = (
-                value
-                if _SEVEN_DIGITS.search(value) is None
-                else _mask_text(value, _is_phone_key(key))
+                value if SEVEN_DIGITS.search(value) is None else mask_text(value, is_phone_key(key))
             )
-        elif kind is int and not _is_phone_key(key):
+        elif kind is int and not is_phone_key(key):
             masked[key] = value
         else:
-            masked[key] = _mask_value(value, _is_phone_key(key))
+            masked[key] = mask_value(value, is_phone_key(key))
     return masked
 
 
@@ -355,7 +254,7 @@ def _render(logger: WrappedLogger, method: str, event: EventDict) -> str:
     rendered = _settings.renderer(logger, method, ordered)
     line = rendered if isinstance(rendered, str) else str(rendered)
     pattern = _settings.rendered_secrets
-    return _scrub(line, pattern) if pattern is not None else line
+    return scrub(line, pattern) if pattern is not None else line
 
 
 def _plain_exc(sio: TextIO, exc_info: Any) -> None:
