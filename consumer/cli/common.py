@@ -39,6 +39,23 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", required=True, metavar="PATH", help="file or conf.d")
 
 
+def add_json_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def add_ids_argument(parser: argparse.ArgumentParser, noun: str, help_text: str) -> None:
+    """`--id ID` (repeatable) into `args.ids`: the rows of `noun` to act on."""
+    parser.add_argument(
+        "--id",
+        dest="ids",
+        type=positive_id(noun),
+        action="append",
+        default=[],
+        metavar="ID",
+        help=help_text,
+    )
+
+
 def positive_id(noun: str) -> Callable[[str], int]:
     """An argparse `type` for the ids of `noun` rows (they start at 1)."""
 
@@ -80,6 +97,8 @@ __all__ = [
     "Handler",
     "Subparsers",
     "add_config_argument",
+    "add_ids_argument",
+    "add_json_argument",
     "config_error_status",
     "plural",
     "positive_id",

@@ -17,7 +17,8 @@ from consumer.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     add_config_argument,
-    positive_id,
+    add_ids_argument,
+    add_json_argument,
     shorten,
     text_table,
 )
@@ -32,7 +33,7 @@ from consumer.sinks import open_sink
 from consumer.sinks.base import DeadLetterRow, Sink
 
 if TYPE_CHECKING:
-    from consumer.cli.common import Subparsers, shorten, text_table
+    from consumer.cli.common import Subparsers
 
 
 def add_dead_letters(subparsers: Subparsers) -> None:
@@ -49,7 +50,7 @@ def add_dead_letters(subparsers: Subparsers) -> None:
         "payload as base64 (and as text when it is UTF-8).",
     )
     add_config_argument(listing)
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_json_argument(listing)
     listing.set_defaults(handler=list_command)
     again = actions.add_parser(
         "replay",
@@ -58,14 +59,8 @@ def add_dead_letters(subparsers: Subparsers) -> None:
         "Messages that now store are removed; those that still fail are kept with the new error.",
     )
     add_config_argument(again)
-    again.add_argument(
-        "--id",
-        dest="ids",
-        type=positive_id("dead letter"),
-        action="append",
-        default=[],
-        metavar="ID",
-        help="replay only this dead letter (repeatable); default: all",
+    add_ids_argument(
+        again, "dead letter", "replay only this dead letter (repeatable); default: all"
     )
     again.set_defaults(handler=replay_command)
 

@@ -9,7 +9,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from consumer.cli.common import EXIT_FAILED, EXIT_OK, add_config_argument, plural, text_table
+from consumer.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_config_argument,
+    add_json_argument,
+    plural,
+    text_table,
+)
 from consumer.config.load import load_config
 from consumer.config.model import ReconcileConfig
 from consumer.errors import TransientError
@@ -21,7 +28,7 @@ from consumer.sinks import open_sink
 from consumer.sinks.reconcile import CallStates, OwedCall
 
 if TYPE_CHECKING:
-    from consumer.cli.common import Subparsers, text_table
+    from consumer.cli.common import Subparsers
 
 
 def add_calls(subparsers: Subparsers) -> None:
@@ -36,7 +43,7 @@ def add_calls(subparsers: Subparsers) -> None:
         "(reconcile.deadlines), oldest last event first.",
     )
     add_config_argument(overdue)
-    overdue.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_json_argument(overdue)
     overdue.set_defaults(handler=overdue_command)
 
 

@@ -12,8 +12,9 @@ from consumer.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     add_config_argument,
+    add_ids_argument,
+    add_json_argument,
     plural,
-    positive_id,
     shorten,
     text_table,
 )
@@ -23,7 +24,7 @@ from consumer.sinks import open_sink
 from consumer.sinks.recordings import STATUSES, Recording, RecordingTable
 
 if TYPE_CHECKING:
-    from consumer.cli.common import Subparsers, shorten, text_table
+    from consumer.cli.common import Subparsers
 
 _COLUMNS = ("ID", "PROVIDER", "CALL_ID", "STATUS", "ATTEMPTS", "BYTES", "ARCHIVE/ERROR", "SOURCE")
 _WIDTH = 60
@@ -39,7 +40,7 @@ def add_recordings(subparsers: Subparsers) -> None:
     listing = actions.add_parser("list", help="show the archive's rows")
     add_config_argument(listing)
     listing.add_argument("--status", choices=STATUSES, help="only rows with this status")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_json_argument(listing)
     listing.set_defaults(handler=list_command)
     again = actions.add_parser(
         "retry",
@@ -48,14 +49,10 @@ def add_recordings(subparsers: Subparsers) -> None:
         "to pending with a fresh retry budget; a running daemon picks them up.",
     )
     add_config_argument(again)
-    again.add_argument(
-        "--id",
-        dest="ids",
-        type=positive_id("recording"),
-        action="append",
-        default=[],
-        metavar="ID",
-        help="retry only this recording (repeatable); default: every failed, expired, refused",
+    add_ids_argument(
+        again,
+        "recording",
+        "retry only this recording (repeatable); default: every failed, expired, refused",
     )
     again.set_defaults(handler=retry_command)
 
