@@ -17,7 +17,7 @@ from consumer.errors import InvalidMessage
 from consumer.extras import require
 from consumer.formats import aliyun_outbound_bot
 from consumer.model import Kind, Normalized, Provider
-from consumer.reconcile.query import QueryError, classify, limiter_for, open_client, tagged
+from consumer.reconcile.query import QueryError, classify, limiter_for, sdk_endpoint, tagged
 from consumer.sinks.reconcile import OwedCall
 
 # DescribeJob's documented limit is far higher; this keeps one daemon polite.
@@ -75,16 +75,26 @@ class OutboundBotJob:
     ) -> None:
         require("reconcile", "reconcile.aliyun_outbound_bot")
         from alibabacloud_outboundbot20191226.client import Client  # noqa: PLC0415
+        from alibabacloud_tea_openapi.models import Config  # noqa: PLC0415
+        from darabonba.runtime import RuntimeOptions  # noqa: PLC0415
 
+        protocol, endpoint = sdk_endpoint(config.url)
         self.config = config
-        self._client, self._runtime = open_client(
-            Client,
-            url=config.url,
-            access_key_id=config.access_key_id,
-            access_key_secret=config.access_key_secret.get_secret_value(),
-            region=config.region,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
+        self._client = Client(
+            Config(
+                access_key_id=config.access_key_id,
+                access_key_secret=config.access_key_secret.get_secret_value(),
+                endpoint=endpoint,
+                protocol=protocol,
+                region_id=config.region,
+                connect_timeout=int(connect_timeout * 1000),
+                read_timeout=int(read_timeout * 1000),
+            )
+        )
+        self._runtime = RuntimeOptions(
+            autoretry=False,
+            connect_timeout=int(connect_timeout * 1000),
+            read_timeout=int(read_timeout * 1000),
         )
         self._limiter = limiter_for("outboundbot", config.access_key_id, _QPS)
 

@@ -23,7 +23,7 @@ from consumer.reconcile.query import (
     classify,
     classify_code,
     limiter_for,
-    open_client,
+    sdk_endpoint,
     tagged,
 )
 from consumer.reconcile.rules import epoch_millis, shanghai_day_start
@@ -69,16 +69,26 @@ class VmsCallDetail:
         # The SDK (with its credentials stack) loads only where a query is configured.
         require("reconcile", "reconcile.aliyun_vms")
         from alibabacloud_dyvmsapi20170525.client import Client  # noqa: PLC0415
+        from alibabacloud_tea_openapi.models import Config  # noqa: PLC0415
+        from darabonba.runtime import RuntimeOptions  # noqa: PLC0415
 
+        protocol, endpoint = sdk_endpoint(config.endpoint)
         self.config = config
-        self._client, self._runtime = open_client(
-            Client,
-            url=config.endpoint,
-            access_key_id=config.access_key_id,
-            access_key_secret=config.access_key_secret.get_secret_value(),
-            region="cn-hangzhou",
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
+        self._client = Client(
+            Config(
+                access_key_id=config.access_key_id,
+                access_key_secret=config.access_key_secret.get_secret_value(),
+                endpoint=endpoint,
+                protocol=protocol,
+                region_id="cn-hangzhou",
+                connect_timeout=int(connect_timeout * 1000),
+                read_timeout=int(read_timeout * 1000),
+            )
+        )
+        self._runtime = RuntimeOptions(
+            autoretry=False,
+            connect_timeout=int(connect_timeout * 1000),
+            read_timeout=int(read_timeout * 1000),
         )
         self._limiter = limiter_for("dyvmsapi", config.access_key_id, config.max_qps)
 

@@ -83,39 +83,6 @@ def sdk_endpoint(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc
 
 
-def open_client(
-    client_class: Any,
-    *,
-    url: str,
-    access_key_id: str,
-    access_key_secret: str,
-    region: str,
-    connect_timeout: float,
-    read_timeout: float,
-) -> tuple[Any, Any]:
-    """An Aliyun OpenAPI SDK client and the runtime options of its calls (no SDK retries:
-    the reconciler's own backoff decides), both with the same time-outs."""
-    from alibabacloud_tea_openapi.models import Config  # noqa: PLC0415 - the SDK loads lazily
-    from darabonba.runtime import RuntimeOptions  # noqa: PLC0415
-
-    protocol, endpoint = sdk_endpoint(url)
-    timeouts = {
-        "connect_timeout": int(connect_timeout * 1000),
-        "read_timeout": int(read_timeout * 1000),
-    }
-    client = client_class(
-        Config(
-            access_key_id=access_key_id,
-            access_key_secret=access_key_secret,
-            endpoint=endpoint,
-            protocol=protocol,
-            region_id=region,
-            **timeouts,
-        )
-    )
-    return client, RuntimeOptions(autoretry=False, **timeouts)
-
-
 class RateLimiter:
     """At most `per_second` calls per second, spaced evenly (Aliyun's per-account QPS limits)."""
 
@@ -164,7 +131,6 @@ __all__ = [
     "classify",
     "classify_code",
     "limiter_for",
-    "open_client",
     "sdk_endpoint",
     "tagged",
 ]
