@@ -1,4 +1,4 @@
-"""The configuration (README.md, "Configuration") as pydantic models.
+"""The configuration file (README, "Configuration") as pydantic models.
 
 Unknown keys are errors everywhere (`extra="forbid"`); secrets are `SecretStr`, so printing a
 model never shows them. Loading (files, conf.d, `${...}` references) is `consumer.config.load`.
@@ -197,7 +197,7 @@ class StsAuth(Strict):
 
 
 def _alicom_by_default(value: object) -> object:
-    # alicom_token is the default mode (README.md, "Reference"), so `mode:` may be left out.
+    # alicom_token is the default mode (docs/mns.md, "Auth modes"), so `mode:` may be left out.
     if isinstance(value, dict) and "mode" not in value:
         return {**value, "mode": "alicom_token"}
     return value
@@ -278,7 +278,7 @@ class TokenAuth(Strict):
     @field_validator("token")
     @classmethod
     def _path_safe(cls, token: SecretStr) -> SecretStr:
-        # Huawei push URLs allow only a-zA-Z0-9 - : . / (docs/formats.md F3.1).
+        # Huawei push URLs allow only a-zA-Z0-9 - : . / (docs/http-push.md).
         if not re.fullmatch(r"[A-Za-z0-9-]{16,128}", token.get_secret_value()):
             raise ValueError("must be 16 to 128 characters of A-Z, a-z, 0-9 and -")
         return token

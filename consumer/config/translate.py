@@ -148,9 +148,10 @@ def _tags(annotation: Any, discriminator: str) -> list[str]:
 
 def _union_member(annotation: Any, tag: str) -> type[BaseModel] | None:
     for model in _models(annotation):
-        info = model.model_fields.get("mode")
-        if info is not None and tag in get_args(info.annotation):
-            return model
+        for discriminator in ("mode", "source"):
+            info = model.model_fields.get(discriminator)
+            if info is not None and tag in get_args(info.annotation):
+                return model
     return None
 
 
