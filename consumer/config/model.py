@@ -20,6 +20,7 @@ from pydantic import (
     PlainSerializer,
     PrivateAttr,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -231,9 +232,13 @@ class RocketMqCredentials(Strict):
 
 
 class RocketMqConfig(Strict):
+    protocol: Literal["grpc", "remoting"] = "grpc"
+    """grpc: RocketMQ 5 (rocketmq-python-client); remoting: RocketMQ 4.x (rocketmq-client-python
+    2.0.0 over librocketmq, the `rocketmq4` extra)."""
     endpoints: str = Field(
-        pattern=r"^[^\s:;]+:\d{1,5}(;[^\s:;]+:\d{1,5})*$",
-        description="HOST:PORT, or several separated by ;",
+        pattern=r"^([^\s:;]+:\d{1,5}(;[^\s:;]+:\d{1,5})*|https?://[^\s/;]+(:\d{1,5})?/?)$",
+        description="HOST:PORT, or several separated by ;"
+        " (remoting also: an http:// name server address URL)",
     )
     topic: str = Field(
         pattern=r"^[%A-Za-z0-9_-]{1,127}$",
@@ -261,10 +266,30 @@ class RocketMqConfig(Strict):
     @field_validator("endpoints")
     @classmethod
     def _ports_in_range(cls, endpoints: str) -> str:
+        if endpoints.startswith(("http://", "https://")):
+            return endpoints
         for endpoint in endpoints.split(";"):
             if not 1 <= int(endpoint.rsplit(":", 1)[1]) <= 65535:
                 raise ValueError(f"port must be 1 to 65535: {endpoint!r}")
         return endpoints
+
+    @field_validator("endpoints")
+    @classmethod
+    def _url_for_remoting(cls, endpoints: str, info: ValidationInfo) -> str:
+        if (
+            endpoints.startswith(("http://", "https://"))
+            and info.data.get("protocol") != "remoting"
+        ):
+            raise ValueError("an http:// name server address needs protocol: remoting")
+        return endpoints
+
+    @field_validator("tls", "invisible_duration")
+    @classmethod
+    def _grpc_only(cls, value: object, info: ValidationInfo) -> object:
+        # Set explicitly only (defaults are not validated): remoting would silently ignore it.
+        if info.data.get("protocol") == "remoting":
+            raise ValueError("applies to protocol grpc only (this queue uses remoting)")
+        return value
 
 
 class NoAuth(Strict):

@@ -9,6 +9,10 @@ configuration, told apart from systemd only by the NOTIFY_SOCKET this command bi
 until every message is stored and acknowledged, stops it with SIGTERM and prints the `calls`
 table of the temporary SQLite file, with a legend.
 
+When the RocketMQ 4.x binding and librocketmq are installed (`consumer.sources.remoting`), the
+Outbound Bot events also go through a local 4.x name server and broker (`fake_remoting`) on a
+`protocol: remoting` queue; without them the demo says so and runs the rest.
+
 Samples named `*.invalid.*` are loaded too: they end in `dead_letters`, which the summary shows.
 
 The demo samples tell one call per provider, with complete (fictitious) numbers and ids that
@@ -42,6 +46,7 @@ if TYPE_CHECKING:
     from consumer.cli import Subparsers
     from consumer.testing.fake_alicom import FakeAlicomServer
     from consumer.testing.fake_mns import FakeMnsServer
+    from consumer.testing.fake_remoting import FakeRemoting
     from consumer.testing.fake_rocketmq import FakeRocketMQ
 
 ACCESS_KEY_ID = "LTAIdemo"
@@ -55,6 +60,7 @@ MESSAGE_TYPES = {
 }
 TOPIC = "OUTBOUND_BOT_TOPIC"
 GROUP = "GID_call_consumer"
+TOPIC_4X = "OUTBOUND_BOT_TOPIC_4X"
 PUSH_PATHS = {
     "huawei.voice_call": "/push/huawei/voice",
     "huawei.privacy_number": "/push/huawei/privacy",
@@ -101,6 +107,7 @@ class Loaded:
     mns_queues: list[str] = field(default_factory=list)
     mns: int = 0
     rocketmq: int = 0
+    remoting: int = 0
     push: int = 0
 
 
@@ -145,23 +152,27 @@ def run_demo(workdir: Path, out: Any) -> int:
         FakeMnsServer() as mns,
         FakeAlicomServer(mns, accounts={ACCESS_KEY_ID: ACCESS_KEY_SECRET}) as alicom,
         FakeRocketMQ(limits=ProxyLimits.relaxed()) as rocketmq,
+        remoting_peer() as remoting,
     ):
         loaded = enqueue(samples, mns, rocketmq)
+        loaded.remoting = enqueue_remoting(samples, remoting)
         port = free_port()
         config = workdir / "consumer.yaml"
         database = workdir / "events.db"
-        config.write_text(demo_config(database, port, mns, alicom, rocketmq))
+        config.write_text(demo_config(database, port, mns, alicom, rocketmq, remoting=remoting))
         push = len(samples) - loaded.mns - loaded.rocketmq
         _progress(
             f"loaded {len(samples)} sample messages: {loaded.mns} on {len(loaded.mns_queues)} "
             f"MNS queues (read with the Alicom token flow), {loaded.rocketmq} on a RocketMQ "
             f"topic, {push} to push over HTTP"
+            + (f"; and {loaded.remoting} on a RocketMQ 4.x topic (Remoting)" if remoting else "")
         )
         started = time.monotonic()
         with daemon(config, workdir) as child:
             _progress(f"daemon ready in {time.monotonic() - started:.1f} s; pushing")
             loaded.push = push_all(samples, port)
             wait_stored(loaded, mns, rocketmq, child)
+            wait_remoting(remoting, child)
             stored_in = time.monotonic() - started
         _progress(f"everything stored {stored_in:.1f} s after the start; daemon stopped cleanly")
     print_report(database, out)
@@ -199,8 +210,50 @@ def enqueue(samples: Sequence[Sample], mns: FakeMnsServer, rocketmq: FakeRocketM
     return loaded
 
 
+@contextlib.contextmanager
+def remoting_peer() -> Iterator[FakeRemoting | None]:
+    """A local RocketMQ 4.x name server and broker, if the Remoting binding can run here."""
+    from consumer.sources.remoting import unavailable  # noqa: PLC0415
+    from consumer.testing.fake_remoting import FakeRemoting  # noqa: PLC0415
+
+    missing = unavailable()
+    if missing is not None:
+        _progress(f"skipping the RocketMQ 4.x (remoting) queue: {missing}")
+        yield None
+        return
+    with FakeRemoting(TOPIC_4X, long_poll_cap=1.0, retry_delay=1.0) as peer:
+        yield peer
+
+
+def enqueue_remoting(samples: Sequence[Sample], remoting: FakeRemoting | None) -> int:
+    """The Outbound Bot samples once more, on the 4.x topic (the same events: stored once)."""
+    if remoting is None:
+        return 0
+    outbound = [sample for sample in samples if sample.format == "aliyun.outbound_bot"]
+    for sample in outbound:
+        remoting.publish(sample.body, tags="JobComplete")
+    return len(outbound)
+
+
+def wait_remoting(remoting: FakeRemoting | None, child: subprocess.Popen[bytes]) -> None:
+    """Until the 4.x group committed past every message (only after their commit)."""
+    deadline = time.monotonic() + STORE_TIMEOUT
+    while remoting is not None and not remoting.drained(GROUP):
+        if child.poll() is not None:
+            raise DemoError(f"the daemon exited with status {child.returncode} before the end")
+        if time.monotonic() > deadline:
+            raise DemoError(f"the RocketMQ 4.x topic is not consumed after {STORE_TIMEOUT:g} s")
+        time.sleep(0.05)
+
+
 def demo_config(
-    database: Path, port: int, mns: FakeMnsServer, alicom: FakeAlicomServer, rocketmq: FakeRocketMQ
+    database: Path,
+    port: int,
+    mns: FakeMnsServer,
+    alicom: FakeAlicomServer,
+    rocketmq: FakeRocketMQ,
+    *,
+    remoting: FakeRemoting | None = None,
 ) -> str:
     lines = [
         "log: {level: info, format: json}",
@@ -234,6 +287,17 @@ def demo_config(
         f"      group: {GROUP}",
         "      invisible_duration: 10s",
     ]
+    if remoting is not None:
+        lines += [
+            "  - name: outbound-bot-4x",
+            "    source: rocketmq",
+            "    format: aliyun.outbound_bot",
+            "    rocketmq:",
+            "      protocol: remoting",
+            f'      endpoints: "{remoting.namesrv}"',
+            f"      topic: {TOPIC_4X}",
+            f"      group: {GROUP}",
+        ]
     for fmt, path in PUSH_PATHS.items():
         lines += [
             f"  - name: {fmt.split('.')[0]}-{fmt.split('.')[1].replace('_', '-')}",

@@ -72,6 +72,14 @@ def open_source(queue: QueueConfig) -> Source:
         from consumer.sources.mns import MnsSource  # noqa: PLC0415
 
         return MnsSource(queue.mns, name=queue.name)
+    if queue.rocketmq is not None and queue.rocketmq.protocol == "remoting":
+        from consumer.sources.remoting import RemotingSource  # noqa: PLC0415
+
+        return RemotingSource(
+            queue.rocketmq,
+            max_deliveries=queue.max_deliveries,
+            location=f"queues.{queue.name}.rocketmq",
+        )
     if queue.rocketmq is not None:
         from consumer.sources.rocketmq import RocketMQSource  # noqa: PLC0415
 

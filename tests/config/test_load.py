@@ -463,6 +463,26 @@ queues:
             "  huawei_privacy: {app_key: k}\n",
             "recordings.huawei_privacy.app_secret: required key is missing (line 5)",
         ),
+        (
+            "      group: G\n",
+            "      group: G\n      protocol: remoting\n      tls: true\n",
+            "queues[2].rocketmq.tls: applies to protocol grpc only (this queue uses remoting)",
+        ),
+        (
+            "      group: G\n",
+            "      group: G\n      protocol: remoting\n      invisible_duration: 30s\n",
+            "queues[2].rocketmq.invisible_duration: applies to protocol grpc only",
+        ),
+        (
+            "rmq.example:8080",
+            "http://MQ_INST_1_x.cn-hangzhou.mq.aliyuncs.com:80",
+            "queues[2].rocketmq.endpoints: an http:// name server address needs protocol: remoting",
+        ),
+        (
+            "      group: G\n",
+            "      group: G\n      protocol: amqp\n",
+            "queues[2].rocketmq.protocol:",
+        ),
     ],
     ids=[
         "unknown-key",
@@ -495,6 +515,10 @@ queues:
         "recordings-store-scheme",
         "recordings-allow-hosts-not-a-host",
         "recordings-huawei-secret-missing",
+        "grpc-only-tls-on-remoting",
+        "grpc-only-invisible-duration-on-remoting",
+        "remoting-name-server-url-on-grpc",
+        "unknown-rocketmq-protocol",
     ],
 )
 def test_bad_configuration_names_file_and_key_path(
