@@ -10,6 +10,7 @@ rather than a bare `ModuleNotFoundError`. A transport's extra carries the name o
 from __future__ import annotations
 
 from importlib.util import find_spec
+from typing import Any
 
 from consumer.errors import ConfigError
 
@@ -43,4 +44,12 @@ def require(extra: str, location: str) -> None:
             raise MissingExtra(location, extra, module)
 
 
-__all__ = ["EXTRAS", "MissingExtra", "require"]
+def queue_extra(queue: Any) -> str:
+    """The extra a queue needs: its `source:`, but none for RocketMQ 4.x (`protocol: remoting`),
+    whose binding is installed apart (`make rocketmq4`; docs/rocketmq-remoting.md)."""
+    if getattr(getattr(queue, "rocketmq", None), "protocol", None) == "remoting":
+        return ""
+    return str(queue.source)
+
+
+__all__ = ["EXTRAS", "MissingExtra", "queue_extra", "require"]

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from consumer.cli import main
-from consumer.extras import EXTRAS, MissingExtra, require
+from consumer.config.load import load_config
+from consumer.extras import EXTRAS, MissingExtra, queue_extra, require
 
 MNS_QUEUE = """queues:
   - name: vms
@@ -56,3 +57,22 @@ def test_run_refuses_a_queue_whose_extra_is_missing(
         f"{path}: queue vms: needs the optional dependencies of consumer[mns]"
         " (mns is not installed): pip install 'consumer[mns]'\n"
     )
+
+
+def test_a_queue_needs_the_extra_named_like_its_source_except_rocketmq_4(tmp_path: Path) -> None:
+    # Given an MNS queue, a RocketMQ 5 (gRPC) queue and a RocketMQ 4.x (remoting) queue
+    rocketmq = (
+        "  - name: {name}\n    source: rocketmq\n    format: aliyun.outbound_bot\n"
+        "    rocketmq: {{endpoints: 'rmq.example:8080', topic: t, group: G,"
+        " protocol: {protocol}}}\n"
+    )
+    path = tmp_path / "consumer.yaml"
+    path.write_text(
+        MNS_QUEUE
+        + rocketmq.format(name="grpc", protocol="grpc")
+        + rocketmq.format(name="remoting", protocol="remoting")
+    )
+    # When each queue's extra is asked for
+    extras = [queue_extra(queue) for queue in load_config(path).queues]
+    # Then the remoting queue needs none: its binding is installed apart
+    assert extras == ["mns", "rocketmq", ""]

@@ -18,7 +18,7 @@ from consumer.cli.common import EXIT_CONFIG, EXIT_FAILED, add_config_argument
 from consumer.config.load import load_config
 from consumer.config.model import Config
 from consumer.errors import ConfigError, TransientError
-from consumer.extras import require
+from consumer.extras import queue_extra, require
 from consumer.logs import configure_from
 from consumer.preflight import Unreachable, check_brokers, check_sink, sink_problem
 from consumer.runtime.spec import DEFAULT_DRAIN_SECONDS
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     for queue in config.queues:
         if not args.queue or queue.name in args.queue:
-            require(queue.source, f"{args.config}: queue {queue.name}")
+            require(queue_extra(queue), f"{args.config}: queue {queue.name}")
     try:  # within seconds and in one line, rather than workers retrying into the journal
         check_sink(args.config, config.sink)
         check_brokers(args.config, config, args.queue)
