@@ -35,6 +35,12 @@ def config_error_status(args: argparse.Namespace) -> int:
     return status
 
 
+def add_actions(subparsers: Subparsers, name: str, help_text: str, description: str) -> Subparsers:
+    """A command made of actions (`consumer NAME ACTION ...`): the subparsers of its actions."""
+    parser = subparsers.add_parser(name, help=help_text, description=description)
+    return parser.add_subparsers(title="actions", metavar="ACTION", required=True)
+
+
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", required=True, metavar="PATH", help="file or conf.d")
 
@@ -96,6 +102,7 @@ __all__ = [
     "EXIT_OK",
     "Handler",
     "Subparsers",
+    "add_actions",
     "add_config_argument",
     "add_ids_argument",
     "add_json_argument",

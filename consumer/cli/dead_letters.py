@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from consumer.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
+    add_actions,
     add_config_argument,
     add_ids_argument,
     add_json_argument,
@@ -37,12 +38,12 @@ if TYPE_CHECKING:
 
 
 def add_dead_letters(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
+    actions = add_actions(
+        subparsers,
         "dead-letters",
-        help="show quarantined messages, or push them through the pipeline again",
-        description="Quarantined messages (the dead_letters table) of the configured sink.",
+        "show quarantined messages, or push them through the pipeline again",
+        "Quarantined messages (the dead_letters table) of the configured sink.",
     )
-    actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
     listing = actions.add_parser(
         "list",
         help="show quarantined messages",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from consumer.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
+    add_actions,
     add_config_argument,
     add_json_argument,
     plural,
@@ -32,10 +33,7 @@ if TYPE_CHECKING:
 
 
 def add_calls(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
-        "calls", help="inspect calls", description="Calls of the configured sink."
-    )
-    actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
+    actions = add_actions(subparsers, "calls", "inspect calls", "Calls of the configured sink.")
     overdue = actions.add_parser(
         "overdue",
         help="list the calls still owed a final record past their deadline",

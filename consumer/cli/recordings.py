@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from consumer.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
+    add_actions,
     add_config_argument,
     add_ids_argument,
     add_json_argument,
@@ -31,12 +32,12 @@ _WIDTH = 60
 
 
 def add_recordings(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
+    actions = add_actions(
+        subparsers,
         "recordings",
-        help="show the recording archive, or retry failed recordings",
-        description="The rows of the recording archive (the recordings table).",
+        "show the recording archive, or retry failed recordings",
+        "The rows of the recording archive (the recordings table).",
     )
-    actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="show the archive's rows")
     add_config_argument(listing)
     listing.add_argument("--status", choices=STATUSES, help="only rows with this status")
