@@ -148,7 +148,7 @@ class _Loader:
             raise ConfigErrors(self.problems.errors())
 
     def check_unique(self, data: Any) -> None:
-        """Name and path clashes, located at the second queue (the model only sees the list)."""
+        """Name and path clashes, located at the second queue: the one check of this rule."""
         if not isinstance(data, dict) or not isinstance(data.get("queues"), list):
             return
         describe = self.problems.describe_queue

@@ -580,19 +580,5 @@ class Config(Strict):
         found |= self._referenced_secrets
         return frozenset(value for value in found if value)
 
-    @model_validator(mode="after")
-    def _unique(self) -> Config:
-        seen: set[str] = set()
-        paths: set[str] = set()
-        for queue in self.queues:
-            if queue.name in seen:
-                raise ValueError(f"queue name {queue.name!r} is used twice")
-            seen.add(queue.name)
-            if queue.http is not None:
-                if queue.http.path in paths:
-                    raise ValueError(f"http path {queue.http.path!r} is used by two queues")
-                paths.add(queue.http.path)
-        return self
-
     def queue(self, name: str) -> QueueConfig:
         return next(queue for queue in self.queues if queue.name == name)

@@ -59,7 +59,6 @@ class Problems:
     def __init__(self) -> None:
         self.documents: list[Document] = []
         self.problems: list[Problem] = []
-        self._clashes = False
 
     def fail(self, document: Document, where: KeyPath, text: str, covers: bool = True) -> None:
         self.problems.append(Problem(where, text, document, covers))
@@ -68,15 +67,12 @@ class Problems:
         self.problems.append(Problem(where, text))
 
     def clash(self, where: KeyPath, text: str) -> None:
-        """Two queues claim one name or path: validation's own complaint about it is noise."""
-        self._clashes = True
+        """Two queues claim one name or path (checked by the loader alone: it knows the files)."""
         self.problems.append(Problem(where, text, covers=False))
 
     def add_validation_error(self, where: KeyPath, text: str) -> None:
-        # An unresolved ${...}, a duplicate key or a name clash was reported already, more
-        # precisely; what validation says about it is noise.
-        if not where and self._clashes:
-            return
+        # An unresolved ${...} or a duplicate key was reported already, more precisely; what
+        # validation says about it is noise.
         for problem in self.problems:
             if problem.covers and where[: len(problem.where)] == problem.where:
                 return
