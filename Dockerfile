@@ -16,7 +16,7 @@ RUN python -m venv /opt/consumer
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY consumer ./consumer
-RUN /opt/consumer/bin/pip install . && /opt/consumer/bin/consumer --version
+RUN /opt/consumer/bin/pip install '.[all]' && /opt/consumer/bin/consumer --version
 
 # -- runtime: the virtualenv only, run by an unprivileged user ------------------------------------
 FROM python:3.11-slim

@@ -6,6 +6,10 @@ every value (untrusted input must not make a log line of a megabyte), rendering,
 redaction of the rendered text. Redaction runs on the event dict *and* on the final line, so a
 secret cannot slip out through a repr, a traceback or JSON escaping.
 
+Records of the standard library's `logging` (aiohttp, botocore, the RocketMQ client) take the
+same chain through structlog's `ProcessorFormatter`; a library that gives its logger handlers of
+its own (the RocketMQ client writes rotating files) is adopted by `adopt_library_loggers`.
+
 The chain is installed once per process and reads its settings at call time, so calling
 `configure_logging` again (a worker process after start, a test) takes effect for every logger,
 including module-level ones. The processors would stay right even with structlog's
@@ -22,7 +26,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -32,8 +36,20 @@ from structlog.typing import EventDict, FilteringBoundLogger, Processor, Wrapped
 
 from consumer.config.model import Config, LogConfig
 from consumer.errors import clip
+from consumer.redaction import (
+    REDACTED,
+    SEVEN_DIGITS,
+    alternation,
+    is_phone_key,
+    json_spellings,
+    mask_phone_numbers,
+    mask_text,
+    mask_value,
+    redact_value,
+    scrub,
+    spellings,
+)
 
-REDACTED = "***"
 LOG_VALUE_LIMIT = 2048
 """Characters of one string value on a log line; the rest is cut, and its size said."""
 LOG_EXCEPTION_LIMIT = 16384
@@ -51,20 +67,6 @@ _LEVELS = {
     "fatal": logging.CRITICAL,
     "msg": logging.INFO,
 }
-
-# A Chinese mobile number (1[3-9] + 9 digits), optionally with +86 / 0086 / 86, standing alone:
-# not part of a longer run of digits or letters, so call ids and hashes stay intact.
-_MOBILE = re.compile(
-    r"(?<![0-9A-Za-z])(?P<cc>\+86[ -]?|0086[ -]?|86)?(?P<head>1[3-9]\d)\d{4}(?P<tail>\d{4})"
-    r"(?![0-9A-Za-z])"
-)
-# In a field that holds a phone number, any run of 7 or more digits (landlines, foreign numbers).
-_DIGIT_RUN = re.compile(r"\d{7,}")
-_SEVEN_DIGITS = re.compile(r"\d{7}")
-_PHONE_KEY = re.compile(
-    r"caller|callee|called|calling|phone|mobile|msisdn|telephone|^tel|tel$|number$|numbers$"
-    r"|num$|nbr$|^callno$|^calledno$|^callerno$|^ani$|^dnis$"
-)
 
 
 @dataclass
@@ -96,13 +98,13 @@ def configure_logging(
     target = stream or sys.stderr
     fmt = effective_format(log, target)
     # A secret made only of * cannot be told from the mask itself; it is no secret anyway.
-    forms = {form for value in secrets if value.strip("*") for form in _spellings(value)}
-    rendered = forms | {form for value in forms for form in _json_spellings(value)}
+    forms = {form for value in secrets if value.strip("*") for form in spellings(value)}
+    rendered = forms | {form for value in forms for form in json_spellings(value)}
     _settings.level = _LEVELS[log.level]
     _settings.mask_phone_numbers = log.mask_phone_numbers
     _settings.stream = stream
-    _settings.secrets = _alternation(forms)
-    _settings.rendered_secrets = _alternation(rendered)
+    _settings.secrets = alternation(forms)
+    _settings.rendered_secrets = alternation(rendered)
     _settings.renderer = (
         structlog.dev.ConsoleRenderer(colors=_isatty(target), exception_formatter=_plain_exc)
         if fmt == "console"
@@ -163,103 +165,6 @@ def _present(*values: str | None) -> dict[str, str]:
     }
 
 
-# -- masking ---------------------------------------------------------------------------------
-
-
-def mask_phone_numbers(text: str, *, phone_field: bool = False) -> str:
-    """Chinese mobile numbers anywhere; in a phone field, also landlines and other numbers."""
-    if _SEVEN_DIGITS.search(text) is None:
-        return text  # both patterns need at least seven digits in a row: nothing to mask
-    return _mask_text(text, phone_field)
-
-
-def _mask_text(text: str, phone_field: bool) -> str:
-    text = _MOBILE.sub(
-        lambda m: f"{m.group('cc') or ''}{m.group('head')}****{m.group('tail')}", text
-    )
-    if phone_field:
-        text = _DIGIT_RUN.sub(lambda m: _mask_digits(m.group()), text)
-    return text
-
-
-def _mask_digits(digits: str) -> str:
-    # 13812345678 and 05711111234 keep 3 + 4 digits; shorter numbers keep less, so that at
-    # least four digits are always hidden.
-    head = 3 if len(digits) >= 11 else max(len(digits) - 8, 0)
-    tail = 4 if len(digits) >= 8 else len(digits) - 4
-    return f"{digits[:head]}****{digits[len(digits) - tail :]}"
-
-
-_phone_keys: dict[str, bool] = {}  # memo of _is_phone_key: keys repeat on every line
-_PHONE_KEYS_MEMO = 4096  # payload keys come from providers: keep the memo bounded
-
-
-def _is_phone_key(key: object) -> bool:
-    if not isinstance(key, str):
-        return False
-    known = _phone_keys.get(key)
-    if known is None:
-        known = bool(_PHONE_KEY.search(key.lower().replace("_", "").replace("-", "")))
-        if len(_phone_keys) < _PHONE_KEYS_MEMO:
-            _phone_keys[key] = known
-    return known
-
-
-def _mask_value(value: Any, phone_field: bool) -> Any:
-    if isinstance(value, str):
-        return mask_phone_numbers(value, phone_field=phone_field)
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        return {key: _mask_value(item, _is_phone_key(key)) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_mask_value(item, phone_field) for item in value]
-    if phone_field and isinstance(value, int) and not isinstance(value, bool):
-        return mask_phone_numbers(str(value), phone_field=True)
-    return value
-
-
-def _scrub(text: str, pattern: re.Pattern[str]) -> str:
-    # A replacement can complete a new match (secret "a*" in "aa*" gives "a***"): repeat, and
-    # give up on the text entirely rather than let a secret through.
-    for _ in range(8):
-        scrubbed = pattern.sub(REDACTED, text)
-        if scrubbed == text:
-            return text
-        text = scrubbed
-    return REDACTED if pattern.search(text) else text
-
-
-def _redact_value(value: Any, pattern: re.Pattern[str]) -> Any:
-    if isinstance(value, str):
-        return value if pattern.search(value) is None else _scrub(value, pattern)
-    if isinstance(value, dict):
-        return {
-            _redact_value(key, pattern): _redact_value(item, pattern) for key, item in value.items()
-        }
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_redact_value(item, pattern) for item in value]
-    if value is None or isinstance(value, bool):
-        return value
-    text = str(value) if isinstance(value, int | float) else repr(value)
-    return _scrub(text, pattern) if pattern.search(text) else value
-
-
-def _alternation(values: set[str]) -> re.Pattern[str] | None:
-    ordered = sorted(values, key=len, reverse=True)  # the longest spelling wins
-    return re.compile("|".join(map(re.escape, ordered))) if ordered else None
-
-
-def _spellings(secret: str) -> set[str]:
-    # How a secret may look inside a string: itself, or escaped by a repr (of str or bytes).
-    forms = {secret, repr(secret)[1:-1], ascii(secret)[1:-1], repr(secret.encode())[2:-1]}
-    return {form for form in forms if form} | _json_spellings(secret)
-
-
-def _json_spellings(text: str) -> set[str]:
-    return {json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]} - {""}
-
-
 # -- processors ------------------------------------------------------------------------------
 
 
@@ -280,7 +185,7 @@ def _redact(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     pattern = _settings.secrets
     if pattern is None:
         return event
-    redacted: EventDict = _redact_value(event, pattern)
+    redacted: EventDict = redact_value(event, pattern)
     return redacted
 
 
@@ -316,7 +221,7 @@ _UNMASKED = frozenset({"timestamp", "level", "logger"})
 def _mask(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     if not _settings.mask_phone_numbers:
         return event
-    # The same as _mask_value on every value, with the common cases inlined: a line has ~10
+    # The same as mask_value on every value, with the common cases inlined: a line has ~10
     # values, most of them short strings and small numbers that cannot hold a phone number.
     masked: EventDict = {}
     for key, value in event.items():
@@ -325,14 +230,12 @@ def _mask(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
             masked[key] = value
         elif kind is str:
             masked[key] = (
-                value
-                if _SEVEN_DIGITS.search(value) is None
-                else _mask_text(value, _is_phone_key(key))
+                value if SEVEN_DIGITS.search(value) is None else mask_text(value, is_phone_key(key))
             )
-        elif kind is int and not _is_phone_key(key):
+        elif kind is int and not is_phone_key(key):
             masked[key] = value
         else:
-            masked[key] = _mask_value(value, _is_phone_key(key))
+            masked[key] = mask_value(value, is_phone_key(key))
     return masked
 
 
@@ -351,26 +254,32 @@ def _render(logger: WrappedLogger, method: str, event: EventDict) -> str:
     rendered = _settings.renderer(logger, method, ordered)
     line = rendered if isinstance(rendered, str) else str(rendered)
     pattern = _settings.rendered_secrets
-    return _scrub(line, pattern) if pattern is not None else line
+    return scrub(line, pattern) if pattern is not None else line
 
 
 def _plain_exc(sio: TextIO, exc_info: Any) -> None:
     structlog.dev.plain_traceback(sio, exc_info)
 
 
-_PROCESSORS: list[Processor] = [
-    _filter_level,
+# What every line gets, whether it comes from structlog or from a `logging` logger.
+_ENRICH: list[Processor] = [
     structlog.contextvars.merge_contextvars,
     structlog.processors.add_log_level,
     _add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
     structlog.processors.StackInfoRenderer(),
     structlog.processors.format_exc_info,
-    _redact,
-    _mask,
-    _cap,
-    _render,
 ]
+_FINISH: list[Processor] = [_redact, _mask, _cap, _render]
+
+_PROCESSORS: list[Processor] = [_filter_level, *_ENRICH, *_FINISH]
+
+# The standard library's records (aiohttp, botocore, the RocketMQ client): structlog's own
+# bridge renders them with the same chain; `logging` filters their level.
+_FOREIGN = structlog.stdlib.ProcessorFormatter(
+    foreign_pre_chain=[structlog.stdlib.add_logger_name, *_ENRICH],
+    processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *_FINISH],
+)
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -387,12 +296,16 @@ class _LineWriter:
         self.name = str(name) if name is not None else None
 
     def _write(self, line: str) -> None:
-        stream = _settings.stream or sys.stderr
-        with _settings.lock:
-            stream.write(line + "\n")
-            stream.flush()
+        _write_line(line)
 
     msg = debug = info = warning = warn = error = critical = exception = fatal = log = _write
+
+
+def _write_line(line: str) -> None:
+    stream = _settings.stream or sys.stderr
+    with _settings.lock:
+        stream.write(line + "\n")
+        stream.flush()
 
 
 def _reset_lock_in_child() -> None:
@@ -403,24 +316,41 @@ os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
 class _StdlibHandler(logging.Handler):
-    """Sends `logging` records of other libraries through our chain (and its redaction)."""
+    """Writes `logging` records, rendered by `_FOREIGN`, where our own lines go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(_FOREIGN)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            level = min(_LEVELS.values(), key=lambda known: abs(known - record.levelno))
-            kwargs: MutableMapping[str, Any] = {}
-            if record.exc_info:
-                kwargs["exc_info"] = record.exc_info
-            structlog.get_logger(record.name).log(level, record.getMessage(), **kwargs)
+            _write_line(self.format(record))
         except Exception:
             self.handleError(record)
 
 
+LIBRARY_LOGGERS = ("rocketmq-python-client",)
+"""Loggers that libraries give handlers of their own and cut off from the root: the RocketMQ 5
+client writes rotating files under `$HOME/logs` in its own format, unredacted."""
+
+
+def adopt_library_loggers(names: Iterable[str] = LIBRARY_LOGGERS) -> None:
+    """Take these loggers' lines into ours: their own handlers are closed, they propagate.
+
+    Call it after importing the library that configures them (its import installs the handlers).
+    """
+    for name in names:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            handler.close()
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)  # the root's level decides, as for every other logger
+
+
 def capture_stdlib_logger(name: str) -> None:
-    """Also route a `logging` logger that does not propagate to the root (rocketmq's)."""
-    logger = logging.getLogger(name)
-    if not any(isinstance(handler, _StdlibHandler) for handler in logger.handlers):
-        logger.addHandler(_StdlibHandler())
+    """Route one `logging` logger that does not propagate to the root (see `adopt_...`)."""
+    adopt_library_loggers([name])
 
 
 def _route_stdlib(level: int) -> None:
@@ -428,6 +358,9 @@ def _route_stdlib(level: int) -> None:
     if not any(isinstance(handler, _StdlibHandler) for handler in root.handlers):
         root.addHandler(_StdlibHandler())
     root.setLevel(level)
+    adopt_library_loggers(
+        name for name in LIBRARY_LOGGERS if name in logging.root.manager.loggerDict
+    )
 
 
 def _isatty(stream: TextIO) -> bool:
@@ -438,10 +371,12 @@ def _isatty(stream: TextIO) -> bool:
 
 
 __all__ = [
+    "LIBRARY_LOGGERS",
     "LOG_EXCEPTION_LIMIT",
     "LOG_VALUE_LIMIT",
     "MESSAGE_KEYS",
     "REDACTED",
+    "adopt_library_loggers",
     "capture_stdlib_logger",
     "configure_from",
     "configure_logging",

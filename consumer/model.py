@@ -1,4 +1,4 @@
-"""The normalized call event (interfaces.md §5): the one shape every provider's message becomes."""
+"""The normalized call event: the one shape every provider's message becomes (docs/formats.md)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def rmq(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """The RocketMQ client, our source module and the fake proxy, imported with a throw-away
-    HOME: importing the client creates `$HOME/logs` (clients.md §5.5)."""
+    HOME: importing the client creates `$HOME/logs` (sdk-notes.md 5.5)."""
     home = tmp_path_factory.mktemp("rocketmq-home")
     old = os.environ.get("HOME")
     os.environ["HOME"] = str(home)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import logging
@@ -357,3 +358,46 @@ def test_no_secret_survives_in_any_spelling(secret: str, before: str, after: str
         json.dumps(secret, ensure_ascii=False)[1:-1],
     }:
         assert spelling not in output
+
+
+def test_a_library_logger_with_its_own_files_joins_the_json_lines(
+    rmq: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the RocketMQ client's logging set up as its import does it (a rotating file under
+    # $HOME/logs, cut off from the root), and logging configured with a secret afterwards
+    monkeypatch.setenv("HOME", str(tmp_path))
+    importlib.reload(importlib.import_module("rocketmq.v5.log.log_config"))
+    library = logging.getLogger("rocketmq-python-client")
+    assert library.handlers, "the client no longer installs its file handler"
+    buffer = io.StringIO()
+    configure_logging(LogConfig(format="json"), secrets=[SECRET], stream=buffer)
+    # When the client logs a secret and a phone number
+    library.info("client says %s to 13812345678", SECRET)
+    # Then the line is ours: JSON, redacted, masked, named after the library's logger
+    (line,) = lines(buffer)
+    assert line["event"] == "client says *** to 138****5678"
+    assert (line["logger"], line["level"]) == ("rocketmq-python-client", "info")
+    assert "timestamp" in line
+    # And nothing went to the library's own file
+    assert library.handlers == []
+    assert (tmp_path / "logs/rocketmq_python/rocketmq_client.log").read_text() == ""
+
+
+def test_stdlib_records_are_rendered_by_the_same_chain() -> None:
+    # Given logging configured for JSON lines
+    buffer = io.StringIO()
+    configure_logging(LogConfig(format="json", level="warning"), stream=buffer)
+    # When a library logs below and at the level, with an exception
+    logging.getLogger("some.sdk").info("not shown")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("some.sdk").exception("failed for 13812345678")
+    # Then only the warning-or-above line is written, as JSON with the traceback and the mask
+    (line,) = lines(buffer)
+    assert (line["logger"], line["level"], line["event"]) == (
+        "some.sdk",
+        "error",
+        "failed for 138****5678",
+    )
+    assert "ValueError: boom" in line["exception"]

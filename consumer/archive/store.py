@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from consumer.config.model import RecordingsConfig, RecordingsS3
 from consumer.errors import ConfigError
+from consumer.extras import require
 
 PARTIAL_DIR = ".partial"
 _SAFE = re.compile(r"[^A-Za-z0-9._@=-]")
@@ -109,6 +110,7 @@ class S3Store:
     """boto3 (run in a thread by the caller): the library users point at OSS, OBS or AWS."""
 
     def __init__(self, bucket: str, prefix: str, settings: RecordingsS3 | None) -> None:
+        require("s3", "recordings.store")
         import boto3  # noqa: PLC0415 - only an s3:// store needs it
         from botocore.config import Config as BotoConfig  # noqa: PLC0415
 
@@ -163,12 +165,7 @@ def open_store(config: RecordingsConfig) -> FileStore | S3Store:
             raise ConfigError("recordings.store", f"cannot use {config.store}: {exc}") from exc
         return store
     if parts.scheme == "s3":
-        try:
-            return S3Store(parts.netloc, unquote(parts.path), config.s3)
-        except ImportError as exc:
-            raise ConfigError(
-                "recordings.store", f"s3:// needs boto3: pip install 'consumer[s3]' ({exc})"
-            ) from exc
+        return S3Store(parts.netloc, unquote(parts.path), config.s3)
     raise ConfigError("recordings.store", f"must start with file:/// or s3://: {config.store!r}")
 
 

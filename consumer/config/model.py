@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, get_args
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -26,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from consumer.config.secrets import secret_items
 from consumer.errors import ConfigError
 from consumer.formats import FORMAT_NAMES
 
@@ -76,13 +76,21 @@ class WebhookForward(Strict):
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http:// or https:// URL: {url!r}")
-        if parts.username or parts.password:
-            # The URL is printed and logged; a credential belongs in `secret`.
-            raise ValueError("credentials in the URL are not supported; use secret")
+        problem = webhook_url_problem(url)
+        if problem:
+            raise ValueError(problem)
         return url
+
+
+def webhook_url_problem(url: str) -> str | None:
+    """What is wrong with a webhook URL, if anything: the one rule, for config and forwarder."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"must be an http:// or https:// URL: {url!r}"
+    if parts.username or parts.password:
+        # The URL is printed and logged; a credential belongs in `secret`.
+        return "credentials in the URL are not supported; use secret"
+    return None
 
 
 class PythonForward(Strict):
@@ -648,37 +656,12 @@ class Config(Strict):
         The `SecretStr` fields, the password of the sink URL, and each value the loader resolved
         from a `${...}` reference inside a secret field (a secret may be glued from pieces).
         """
-        found = {secret.get_secret_value() for secret in _secret_values(self)}
+        found = {secret.get_secret_value() for _, secret in secret_items(self)}
         password = self.sink.url_password
         if password:
             found.update({password, unquote(password)})
         found |= self._referenced_secrets
         return frozenset(value for value in found if value)
 
-    @model_validator(mode="after")
-    def _unique(self) -> Config:
-        seen: set[str] = set()
-        paths: set[str] = set()
-        for queue in self.queues:
-            if queue.name in seen:
-                raise ValueError(f"queue name {queue.name!r} is used twice")
-            seen.add(queue.name)
-            if isinstance(queue, HttpQueue):
-                if queue.http.path in paths:
-                    raise ValueError(f"http path {queue.http.path!r} is used by two queues")
-                paths.add(queue.http.path)
-        return self
-
     def queue(self, name: str) -> QueueConfig:
         return next(queue for queue in self.queues if queue.name == name)
-
-
-def _secret_values(value: Any) -> Iterator[SecretStr]:
-    if isinstance(value, SecretStr):
-        yield value
-    elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            yield from _secret_values(getattr(value, name))
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _secret_values(item)

@@ -1,4 +1,4 @@
-"""The eight message formats of interfaces.md §2: raw body bytes in, normalized events out.
+"""The eight message formats (docs/formats.md): raw body bytes in, normalized events out.
 
 Each module exposes `FORMAT`, a `Format` naming its provider and its `parse(body)` function.
 `parse` returns one or more events, or raises `InvalidMessage`; it never raises anything else.

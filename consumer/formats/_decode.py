@@ -192,7 +192,7 @@ def _no_constant(name: str) -> Any:
 
 
 def load_mns_json(body: bytes) -> Any:
-    """An MNS body: base64 of UTF-8 JSON (what Alicom sends), else raw JSON (providers.md §1.1)."""
+    """An MNS body: base64 of UTF-8 JSON (what Alicom sends), else raw JSON (formats.md F1.1)."""
     check_size(body)
     stripped = body.strip()
     if _looks_base64(stripped):
@@ -423,7 +423,7 @@ def plus_millis(value: datetime | None, millis: int | None) -> datetime | None:
 
 
 def first(*values: T | None) -> T | None:
-    """The first value that is not None: the fallback chains of providers.md."""
+    """The first value that is not None: the fallback chains of docs/formats.md."""
     return next((value for value in values if value is not None), None)
 
 

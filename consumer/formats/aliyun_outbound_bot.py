@@ -1,4 +1,4 @@
-"""`aliyun.outbound_bot`: Aliyun Outbound Bot (智能外呼) job and call events (providers.md §2).
+"""`aliyun.outbound_bot`: Aliyun Outbound Bot (智能外呼) job and call events (docs/formats.md F2).
 
 Every message carries the whole job (one contact) with its call attempts in `tasks[]`. So
 `JobComplete` becomes one `job.completed` plus one `call.record` per attempt, and a call-level
@@ -38,7 +38,7 @@ _KINDS: dict[str, Kind] = {
     "RecordingReady": Kind.RECORDING_READY,
 }
 
-# Enumerations of §2.3, indexed by their integer value; names are matched case-insensitively.
+# Enumerations of F2.3, indexed by their integer value; names are matched case-insensitively.
 JOB_STATUSES = ("Scheduling", "Executing", "Succeeded", "Paused", "Failed", "Cancelled", "Drafted")
 FAILURE_REASONS = (
     "Unknown",
@@ -373,7 +373,7 @@ class _Job:
 
 
 def _task_fields(task: JsonObject, *, final: bool) -> dict[str, Any]:
-    """The normalized fields of one `tasks[]` entry (§2.2); `final` for JobComplete's records."""
+    """The normalized fields of one `tasks[]` entry (F2.2); `final` for JobComplete's records."""
     status = d.text(task, "status")
     canonical = _canonical(status, TASK_STATUSES)
     if canonical is not None:

@@ -83,7 +83,7 @@ SAAS_PREFIX = "ALICOM_SMART_SAAS^"
 
 _MAX_DIGITS = 18
 _WHOLE = re.compile(r"[+-]?\d{1,18}")
-# "10", "10秒" (seed 000); "1分10秒" and "1小时2分3秒" are not documented but cost nothing.
+# "10", "10秒" (V-VR-MNS); "1分10秒" and "1小时2分3秒" are not documented but cost nothing.
 # The spaces after a unit belong to that unit's group: two `\s*` in a row (as this pattern once
 # had) can split one run of spaces in quadratically many ways before failing.
 _DURATION = re.compile(

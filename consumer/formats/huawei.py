@@ -1,7 +1,7 @@
-"""What Huawei Voice Call and Private Number share (providers.md §3).
+"""What Huawei Voice Call and Private Number share (docs/formats.md F3).
 
-Both products run on the same CallEnabler platform: the same two envelopes (§3.2), the same UTC
-clock (§0.1), the same Q.850 and SIP vocabularies (§3.8) and the same fee-record layout (§3.5).
+Both products run on the same CallEnabler platform: the same two envelopes (F3.2), the same UTC
+clock (F0.1), the same Q.850 and SIP vocabularies (F3.8) and the same fee-record layout (F3.5).
 They differ in their code tables and in which leg of a fee record is the call's caller, callee
 and answer; each product module states those in a `Product` and this module does the rest.
 """
@@ -31,7 +31,7 @@ PUSH_ANSWER = b'{"resultcode":"0","resultdesc":"Success"}'
 """The 200 body of a stored push: Voice Call fee judges success by resultcode "0"; the other
 Huawei pushes ignore the body."""
 
-# §3.3 eventType → kind (proposal). `fee` is handled apart: one call.record per feeLst entry.
+# F3.3 eventType → kind (proposal). `fee` is handled apart: one call.record per feeLst entry.
 STATUS_KINDS: Mapping[str, Kind] = {
     "callin": Kind.CALL_INITIATED,
     "callout": Kind.CALL_INITIATED,
@@ -56,7 +56,7 @@ _STATUS_TIME_FIELD: Mapping[Kind, str] = {
     Kind.CALL_ENDED: "ended_at",
 }
 
-# §3.8 Q.850 (proposal). 0 (not applicable), 16 and 31 (normal clearing) decide nothing; any
+# F3.8 Q.850 (proposal). 0 (not applicable), 16 and 31 (normal clearing) decide nothing; any
 # other cause in the standard's range 1-127 is a network or resource failure.
 Q850_NEXT_RULE = frozenset({0, 16, 31})
 Q850: Mapping[int, Outcome] = {
@@ -75,7 +75,7 @@ _Q850_RANGE = range(1, 128)
 # A fee push merges at most 50 CDRs (Voice Call and Private Number fee-notification pages).
 MAX_FEE_RECORDS = 50
 
-# §3.8 SIP final codes (proposal); any other 400-699 is a failure, anything else decides nothing.
+# F3.8 SIP final codes (proposal); any other 400-699 is a failure, anything else decides nothing.
 SIP: Mapping[int, Outcome] = {
     486: Outcome.BUSY,
     600: Outcome.BUSY,
@@ -90,10 +90,10 @@ SIP: Mapping[int, Outcome] = {
 }
 SIP_FAILURES = range(400, 700)
 
-# §3.3 callRelDirection (Private Number, when Huawei support enables it).
+# F3.3 callRelDirection (Private Number, when Huawei support enables it).
 CALL_REL_DIRECTION: Mapping[str, HangupBy] = {"1": HangupBy.CALLER, "2": HangupBy.CALLEE}
 
-# §3.5 serviceType of each product, to refuse a record pushed to the other product's queue.
+# F3.5 serviceType of each product, to refuse a record pushed to the other product's queue.
 SERVICE_TYPES: Mapping[str, str] = {
     "001": "Voice Call notify / verification code",
     "002": "Voice Call callback",
@@ -103,7 +103,7 @@ SERVICE_TYPES: Mapping[str, str] = {
     "007": "Private Number AXYB",
 }
 
-# Fee fields every product maps the same way (§3.5): record key → refs key.
+# Fee fields every product maps the same way (F3.5): record key → refs key.
 FEE_REFS: Mapping[str, str] = {
     "spId": "sp_id",
     "appKey": "app_key",
@@ -129,21 +129,21 @@ def code(value: str | None) -> int | None:
 
 
 def q850_outcome(cause: int | None) -> Outcome | None:
-    """§3.8: the outcome a Q.850 cause implies, None to go on to the next rule."""
+    """F3.8: the outcome a Q.850 cause implies, None to go on to the next rule."""
     if cause is None or cause in Q850_NEXT_RULE or cause not in _Q850_RANGE:
         return None
     return Q850.get(cause, Outcome.FAILED)
 
 
 def sip_outcome(status: int | None) -> Outcome | None:
-    """§3.8: the outcome a SIP final code implies, None to go on to the next rule."""
+    """F3.8: the outcome a SIP final code implies, None to go on to the next rule."""
     if status is None or status not in SIP_FAILURES:
         return None
     return SIP.get(status, Outcome.FAILED)
 
 
 def huawei_time(record: Mapping[str, Any], key: str) -> datetime | None:
-    """A Huawei time: a UTC `yyyy-MM-dd HH:mm:ss`, double spaces allowed (§0.1).
+    """A Huawei time: a UTC `yyyy-MM-dd HH:mm:ss`, double spaces allowed (F0.1).
 
     The status `timestamp` is documented as a "UNIX timestamp" although every sample is the
     wall-time form; 10 or 13 digits are read as epoch seconds or milliseconds just in case.
@@ -172,7 +172,7 @@ class Legs:
     started: tuple[str, ...] = ()
     ringing: str | None = None
     answered: str | None = None
-    # Q.850 causes of the failed leg, most relevant first (§3.5 rule 2).
+    # Q.850 causes of the failed leg, most relevant first (F3.5 rule 2).
     q850: tuple[str, ...] = ()
     # The key that stands for refs.bind_num when bindNum is absent (Private Number: calleeNum).
     bind_fallback: str | None = None
@@ -180,14 +180,14 @@ class Legs:
 
 @dataclass(frozen=True, slots=True)
 class Product:
-    """The product-specific half of a Huawei format (providers.md §3.5-§3.7)."""
+    """The product-specific half of a Huawei format (docs/formats.md F3.5-3.7)."""
 
     format_name: str
     provider: Provider
     service_types: frozenset[str]
     # The direction of every status event, when the product has only one (Voice: outbound).
     status_direction: Direction | None
-    # stateCode → outcome (§3.6 / §3.7); None for a code the table does not know.
+    # stateCode → outcome (F3.6 / F3.7); None for a code the table does not know.
     state_outcome: Callable[[int], Outcome | None]
     # ulFailReason → outcome; None for a code the table does not know.
     fail_outcome: Callable[[int], Outcome | None]
@@ -254,7 +254,7 @@ def _status_event(
     extras["dtmf"] = digits
     extras.update(_envelope_extras(envelope, ("eventType", "statusInfo"), extras))
     times = {_STATUS_TIME_FIELD[kind]: occurred} if kind in _STATUS_TIME_FIELD else {}
-    # Extended beyond §3.2's key: caller/called split the A- and B-leg events of a callback that
+    # Extended beyond F3.2's key: caller/called split the A- and B-leg events of a callback that
     # share a second, digitInfo splits two inputs in one second. A re-push repeats all of them.
     key = ("status", session_id, event_type, rfc3339(occurred), state_code, caller, callee, digits)
     event = _decode.build(
@@ -319,7 +319,7 @@ def _check_product(product: Product, record: JsonObject) -> None:
 def fee_outcome(
     product: Product, record: JsonObject, legs: Legs, answered: datetime | None
 ) -> tuple[Outcome, str | None]:
-    """§3.5: answer time, then Q.850, then SIP, then ulFailReason / stateCode, then unknown.
+    """F3.5: answer time, then Q.850, then SIP, then ulFailReason / stateCode, then unknown.
 
     Returns the outcome and the key of the provider status (ulFailReason, else stateCode).
     """
@@ -401,7 +401,7 @@ def _fee_record(product: Product, envelope: JsonObject, record: JsonObject) -> N
     extras.update(_envelope_extras(envelope, ("eventType", "feeLst"), extras))
 
     icid = refs["icid"]
-    # §3.2 proposal; the separate slots keep an icid from ever equalling an end time.
+    # F3.2 proposal; the separate slots keep an icid from ever equalling an end time.
     key = ("fee", session_id, icid, None if icid else rfc3339(occurred))
     event = _decode.build(
         event_id=event_id(product.format_name, *key),

@@ -1,6 +1,6 @@
 """`huawei.privacy_number`: Huawei Cloud Private Number call events and fee records.
 
-One format for every mode (AX, AXB, AXYB, X, AXE; providers.md §3): they share the envelopes
+One format for every mode (AX, AXB, AXYB, X, AXE; docs/formats.md F3): they share the envelopes
 and the fee layout, where the caller dials the privacy number X (`bindNum`, also `calleeNum`)
 and the platform forwards the call to `fwdDstNum`.
 """
@@ -13,7 +13,7 @@ from consumer.formats import Format, _decode, huawei
 from consumer.model import Direction, HangupBy, JsonObject, Normalized, Outcome, Provider
 
 NAME = "huawei.privacy_number"
-# §3.5: 003 AX, 004 AXB or X, 005 AXE, 007 AXYB.
+# F3.5: 003 AX, 004 AXB or X, 005 AXE, 007 AXYB.
 SERVICE_TYPES = frozenset({"003", "004", "005", "007"})
 
 _CONTROL_BLOCKED = (
@@ -21,7 +21,7 @@ _CONTROL_BLOCKED = (
     *(8055, 8056, 8057),
 )
 
-# §3.7 stateCode (outcomes are the proposal column).
+# F3.7 stateCode (outcomes are the proposal column).
 STATE_CODES: Mapping[int, Outcome] = {
     # normal
     0: Outcome.ANSWERED,
@@ -56,7 +56,7 @@ STATE_CODES: Mapping[int, Outcome] = {
     **dict.fromkeys((7505, 7506, 7508), Outcome.FAILED),
 }
 
-# §3.7 ulFailReason: "map them as stateCode", plus two codes only it lists; blocked is ours
+# F3.7 ulFailReason: "map them as stateCode", plus two codes only it lists; blocked is ours
 # (8058 practitioner not real-name registered, 8059 carrier interception).
 FAIL_REASONS: Mapping[int, Outcome] = {
     **STATE_CODES,
@@ -64,7 +64,7 @@ FAIL_REASONS: Mapping[int, Outcome] = {
     8059: Outcome.BLOCKED,
 }
 
-# §3.5 `direction`: AX/AXB/AXE. 2 (abnormal, e.g. no binding) has no direction.
+# F3.5 `direction`: AX/AXB/AXE. 2 (abnormal, e.g. no binding) has no direction.
 DIRECTIONS: Mapping[str, Direction] = {"1": Direction.OUTBOUND, "0": Direction.INBOUND}
 
 
@@ -74,7 +74,7 @@ def no_hangup_by(code: int) -> HangupBy | None:
 
 
 def legs(record: JsonObject) -> huawei.Legs:
-    """§3.5: the caller dials X (calleeNum) and the platform forwards to fwdDstNum."""
+    """F3.5: the caller dials X (calleeNum) and the platform forwards to fwdDstNum."""
     return huawei.Legs(
         caller="callerNum",
         callee="fwdDstNum",

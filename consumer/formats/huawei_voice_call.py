@@ -1,6 +1,6 @@
-"""`huawei.voice_call`: Huawei Cloud Voice Call status events and fee records (providers.md §3).
+"""`huawei.voice_call`: Huawei Cloud Voice Call status events and fee records (docs/formats.md F3).
 
-Two scenarios write fee records differently (§3.5): voice notify / verification code (serviceType
+Two scenarios write fee records differently (F3.5): voice notify / verification code (serviceType
 001) has one leg, the platform calling the user; callback (002) calls A first, then bridges B,
 so the call's caller is A's real number and the answer that counts is B's.
 """
@@ -16,7 +16,7 @@ NAME = "huawei.voice_call"
 NOTIFY = "001"
 CALLBACK = "002"
 
-# §3.6 stateCode, the hangup cause (outcomes are the proposal column).
+# F3.6 stateCode, the hangup cause (outcomes are the proposal column).
 STATE_CODES: Mapping[int, Outcome] = {
     0: Outcome.ANSWERED,
     **dict.fromkeys((7001, 7002, 7003, 7004, 7108), Outcome.BLOCKED),
@@ -37,7 +37,7 @@ STATE_CODES: Mapping[int, Outcome] = {
     **dict.fromkeys((8105, 8111), Outcome.OUT_OF_SERVICE),
 }
 
-# §3.6 ulFailReason, the teardown point. 518-520 ("read together with Q.850") only get here when
+# F3.6 ulFailReason, the teardown point. 518-520 ("read together with Q.850") only get here when
 # neither Q.850 nor SIP said more, so all that is left to say is that the call failed (ours).
 FAIL_REASONS: Mapping[int, Outcome] = {
     0: Outcome.ANSWERED,
@@ -56,7 +56,7 @@ FAIL_REASONS: Mapping[int, Outcome] = {
     7109: Outcome.FAILED,
 }
 
-# §3.6: agent hung up / user hung up / SP released the call / agent blind transfer.
+# F3.6: agent hung up / user hung up / SP released the call / agent blind transfer.
 FAIL_HANGUP_BY: Mapping[int, HangupBy] = {
     1001: HangupBy.AGENT,
     1002: HangupBy.CALLEE,
@@ -89,7 +89,7 @@ def mode(record: JsonObject) -> str:
 
 
 def legs(record: JsonObject) -> huawei.Legs:
-    """§3.5 callers, callees and times of a Voice fee record. Every Voice call is outbound."""
+    """F3.5 callers, callees and times of a Voice fee record. Every Voice call is outbound."""
     if mode(record) == CALLBACK:
         a_answered = _decode.text(record, "callOutAnswerTime") is not None
         return huawei.Legs(

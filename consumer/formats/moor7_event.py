@@ -1,4 +1,4 @@
-"""`moor7.event`: 7moor (容联七陌) v7 event push, every `pushType` (providers.md §4).
+"""`moor7.event`: 7moor (容联七陌) v7 event push, every `pushType` (docs/formats.md F4).
 
 The vendor's samples are uneven: some lack `pushType`, one is wrapped in `content`, one names the
 call `superUniqueId`, and two different events share one `eventUniqueId`. So the kind falls back
@@ -65,7 +65,7 @@ FAILURE_OUTCOMES: dict[str, Outcome] = {
 # Agent pushes are about an agent, not a call: they need no call id.
 _AGENT_KINDS = frozenset({Kind.AGENT_STATUS, Kind.AGENT_SESSION})
 
-# Ids copied to refs (§4.3–4.5), under our snake_case names.
+# Ids copied to refs (F4.3–4.5), under our snake_case names.
 REFS: dict[str, str] = {
     "accountId": "account_id",
     "agentNumber": "agent_number",
@@ -136,7 +136,7 @@ FORMAT = Format(name=FORMAT_NAME, provider=Provider.MOOR7, parse=parse, accepts_
 
 
 def _load(body: bytes) -> Any:
-    """JSON (or base64 of JSON), else a form body whose single field holds JSON (§4.1)."""
+    """JSON (or base64 of JSON), else a form body whose single field holds JSON (F4.1)."""
     try:
         return d.load_mns_json(body)
     except InvalidMessage:
@@ -370,7 +370,7 @@ def _custom_extras(value: Any) -> dict[str, Any]:
 
 
 def _event_id(key: str | None, push_type: str | None, call_event: str | None, record: Any) -> str:
-    """`moor7-<eventUniqueId>-<pushType>-<callEvent>` (§0.2, §4.3), else a hash.
+    """`moor7-<eventUniqueId>-<pushType>-<callEvent>` (F0.2, F4.3), else a hash.
 
     The vendor reuses one `eventUniqueId` for the inbound ring and hangup samples, so the id
     alone would merge two events. Parts that could hold the `-` separator are hashed instead.
@@ -408,7 +408,7 @@ def _hangup_by(side: str | None, direction: Direction | None) -> HangupBy | None
 
 
 def _cdr_outcome(status: str | None, failure: str | None) -> Outcome:
-    """§4.5: `status` decides; `failureReason` refines a no-answer, or stands in for `status`."""
+    """F4.5: `status` decides; `failureReason` refines a no-answer, or stands in for `status`."""
     outcome = STATUS_OUTCOMES.get((status or "").upper())
     refined = None if failure is None else FAILURE_OUTCOMES.get(failure.casefold())
     if outcome is Outcome.NO_ANSWER or (status is None and outcome is None):

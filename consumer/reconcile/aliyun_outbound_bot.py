@@ -14,6 +14,7 @@ from typing import Any
 
 from consumer.config.model import AliyunOutboundBotQuery
 from consumer.errors import InvalidMessage
+from consumer.extras import require
 from consumer.formats import aliyun_outbound_bot
 from consumer.model import Kind, Normalized, Provider
 from consumer.openapi import client_options
@@ -73,6 +74,7 @@ class OutboundBotJob:
         connect_timeout: float = 5.0,
         read_timeout: float = 10.0,
     ) -> None:
+        require("reconcile", "reconcile.aliyun_outbound_bot")
         from alibabacloud_outboundbot20191226.client import Client  # noqa: PLC0415
         from alibabacloud_tea_openapi.models import Config  # noqa: PLC0415
         from darabonba.runtime import RuntimeOptions  # noqa: PLC0415

@@ -15,6 +15,7 @@ from typing import Any
 
 from consumer.config.model import AliyunVmsQuery
 from consumer.errors import InvalidMessage
+from consumer.extras import require
 from consumer.formats import aliyun_voice_report
 from consumer.model import Normalized, Provider
 from consumer.openapi import client_options
@@ -66,6 +67,7 @@ class VmsCallDetail:
         self, config: AliyunVmsQuery, *, connect_timeout: float = 5.0, read_timeout: float = 10.0
     ) -> None:
         # The SDK (with its credentials stack) loads only where a query is configured.
+        require("reconcile", "reconcile.aliyun_vms")
         from alibabacloud_dyvmsapi20170525.client import Client  # noqa: PLC0415
         from alibabacloud_tea_openapi.models import Config  # noqa: PLC0415
         from darabonba.runtime import RuntimeOptions  # noqa: PLC0415

@@ -1,4 +1,4 @@
-"""`consumer demo` (interfaces.md §1): the whole daemon on local emulators, in a few seconds.
+"""`consumer demo`: the whole daemon on local emulators, in a few seconds.
 
 It starts the bundled emulators (`consumer.testing`: MNS with the Alicom token endpoint, and a
 RocketMQ 5 proxy), loads the sample messages shipped in `consumer/testing/samples/demo/` the way

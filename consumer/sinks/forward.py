@@ -34,7 +34,13 @@ from urllib.parse import urlsplit, urlunsplit
 import structlog
 
 from consumer import __version__, backoff
-from consumer.config.model import Forward, JsonlForward, PythonForward, WebhookForward
+from consumer.config.model import (
+    Forward,
+    JsonlForward,
+    PythonForward,
+    WebhookForward,
+    webhook_url_problem,
+)
 from consumer.errors import ConfigError, describe
 from consumer.model import CallEvent
 from consumer.sinks.sql import Pending
@@ -85,13 +91,10 @@ def events_json(events: Sequence[CallEvent]) -> bytes:
 
 class WebhookForwarder:
     def __init__(self, url: str, secret: str | None = None, timeout: float = 10.0) -> None:
+        problem = webhook_url_problem(url)
+        if problem:
+            raise ConfigError("sink.forward.webhook.url", problem)
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError("sink.forward.webhook.url", f"not an http(s) URL: {url!r}")
-        if parts.username or parts.password:
-            raise ConfigError(
-                "sink.forward.webhook.url", "credentials in the URL are not supported; use secret"
-            )
         self.url = url
         self.secret = secret
         self.timeout = timeout

@@ -7,12 +7,12 @@ as a `MergeState` (each field's winning candidate), a join of the events' own ca
 sinks store it with the row and fold each new event into it inside the transaction that added
 the event, so an event costs the same whether its call has one event or a thousand.
 
-Authority (providers.md §0.3): the final record (`call.record`: Aliyun VoiceReport, Outbound
+Authority (docs/formats.md F0.3): the final record (`call.record`: Aliyun VoiceReport, Outbound
 Bot task record, Huawei fee record, 7moor `cdr`) wins for outcome, times and duration; the
 other events fill the gaps it leaves. `recording_url` prefers the dedicated `recording.ready`
 event (Aliyun VoiceRecordReport, Outbound Bot RecordingReady). Within one kind the later event
-wins, and `event_id` breaks exact ties. `agent.status` events never shape a call (providers.md
-§4.2) and events without a `call_id` (job.completed, agent.session) belong to no call.
+wins, and `event_id` breaks exact ties. `agent.status` events never shape a call (docs/formats.md
+F4.2) and events without a `call_id` (job.completed, agent.session) belong to no call.
 """
 
 from __future__ import annotations

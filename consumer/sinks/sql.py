@@ -142,8 +142,6 @@ class SqlSink(ABC):
     dialect: str  # the migrations folder
 
     def __init__(self, forwarders: Sequence[str] = ()) -> None:
-        if len(set(forwarders)) != len(forwarders):
-            raise ValueError(f"forwarder names must be unique: {list(forwarders)}")
         self.forwarders = tuple(forwarders)
         self._nonces_purged_at = 0.0
 

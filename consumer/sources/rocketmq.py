@@ -44,6 +44,7 @@ import structlog
 
 from consumer.config.model import RocketMqConfig, RocketMqQueue
 from consumer.errors import ConfigError, TransientError, describe
+from consumer.logs import adopt_library_loggers
 from consumer.sources.base import Message
 
 log = structlog.get_logger("consumer.sources.rocketmq")
@@ -203,6 +204,7 @@ class RocketMQSource:
         if self._consumer is not None:
             return self._consumer
         client = import_client()
+        adopt_library_loggers()  # the client's own log files bypass the JSON lines and redaction
         cfg = self._config
         credentials = (
             client.Credentials(

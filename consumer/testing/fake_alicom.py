@@ -160,7 +160,7 @@ class FakeAlicomServer:
         """Answer the next `count` requests with this instead of a token.
 
         `status` 200 with a `code` other than OK is the "does not raise" case of
-        clients.md §1.2; 4xx/5xx make the SDK raise.
+        sdk-notes.md 1.2; 4xx/5xx make the SDK raise.
         """
         with self._lock:
             self._knobs.answers.extend([(status, code, message or code)] * count)

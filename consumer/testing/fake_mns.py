@@ -1,7 +1,7 @@
 """A local MNS queue service that speaks the wire protocol aliyun-mns-sdk 1.3.0 uses.
 
 It exists so that tests, and `consumer demo`, run the real SDK over real sockets against a
-peer that behaves like MNS where it matters to us (clients.md §3): signed requests
+peer that behaves like MNS where it matters to us (sdk-notes.md 3): signed requests
 (HMAC-SHA1 over the `x-mns-*` headers, STS tokens in `security-token`), long polling,
 visibility timeouts, single-use receipt handles, per-handle batch-delete failures and the
 exact XML shapes the SDK's strict decoders require. Fault knobs (5xx answers, dropped
@@ -341,7 +341,7 @@ class FakeMnsServer:
         """Random faults: a fraction of answers become 5xx, a fraction of connections drop.
 
         A dropped connection is closed after the request was read and before it is applied.
-        The SDK re-sends once on a dropped keep-alive connection (clients.md §2.3 item 9), so
+        The SDK re-sends once on a dropped keep-alive connection (sdk-notes.md 2.3 item 9), so
         one drop is invisible to callers and two in a row raise `NetWorkException`.
         """
         with self._lock:
@@ -478,7 +478,7 @@ class FakeMnsServer:
         return message
 
     def _new_handle(self, queue: _Queue, message: _Message) -> str:
-        # Real handles contain + / = and the SDK sends them unencoded (clients.md §3.7).
+        # Real handles contain + / = and the SDK sends them unencoded (sdk-notes.md 3.7).
         handle = (
             "1-"
             + base64.b64encode(secrets.token_bytes(12)).decode()

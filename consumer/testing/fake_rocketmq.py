@@ -1,8 +1,8 @@
 """A local RocketMQ 5 proxy: the gRPC `MessagingService` the real Python client talks to.
 
 Tests and `consumer demo` run the real `rocketmq-python-client` against it over a real socket, so
-the client's own call order, threads, time-outs and error mapping are exercised (clients.md §5,
-§6). It serves the generated stubs shipped in the client wheel (no vendored protos) and imitates
+the client's own call order, threads, time-outs and error mapping are exercised (sdk-notes.md 5,
+6). It serves the generated stubs shipped in the client wheel (no vendored protos) and imitates
 the Apache proxy where the client can tell the difference:
 
 - `QueryRoute` answers one master queue whose broker endpoints echo the access point the client
@@ -26,7 +26,7 @@ the Apache proxy where the client can tell the difference:
   so tests can use 1 s durations.
 
 Importing this module imports `rocketmq`, whose import creates `$HOME/logs/rocketmq_python/`
-(clients.md §5.5): point `HOME` at a writable directory first.
+(sdk-notes.md 5.5): point `HOME` at a writable directory first.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Real message bodies for the suite: Aliyun VoiceReport receipts (providers.md §1.3).
+"""Real message bodies for the suite: Aliyun VoiceReport receipts (docs/formats.md F1.3).
 
 Each `voice_report(n)` is a distinct call, so it yields a distinct event; the same `n` twice is
 the provider re-sending the same receipt (same event, whatever the transport id).

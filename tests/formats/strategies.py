@@ -43,7 +43,7 @@ json_values = st.recursive(
 
 
 def stringified(value: Any) -> Any:
-    """Every number sent as a JSON string, as some providers do (providers.md §0.2)."""
+    """Every number sent as a JSON string, as some providers do (docs/formats.md F0.2)."""
     if isinstance(value, dict):
         return {key: stringified(item) for key, item in value.items()}
     if isinstance(value, list):

@@ -1,4 +1,4 @@
-"""`aliyun.outbound_bot` (providers.md §2): job and call events of Aliyun Outbound Bot."""
+"""`aliyun.outbound_bot` (docs/formats.md F2): job and call events of Aliyun Outbound Bot."""
 
 from __future__ import annotations
 
@@ -87,11 +87,11 @@ def test_format_is_registered_for_the_provider() -> None:
     assert fmt.provider is Provider.ALIYUN_OUTBOUND_BOT
 
 
-# --- the seed's samples (§2.4) ---------------------------------------------------------------
+# --- the seed's samples (F2.4) ---------------------------------------------------------------
 
 
 def test_seed_job_complete_gives_one_job_event_and_one_record_per_task() -> None:
-    # Given seed 001's JobComplete with two NoAnswer attempts,
+    # Given OB-MSG's JobComplete with two NoAnswer attempts,
     raw = (SAMPLES / f"{FORMAT}.job_complete.json").read_bytes()
     # When it is normalized,
     job, first, second = run(raw)
@@ -148,7 +148,7 @@ def test_seed_job_complete_gives_one_job_event_and_one_record_per_task() -> None
 
 
 def test_seed_recording_ready_gives_the_recording_of_its_call() -> None:
-    # Given seed 001's RecordingReady,
+    # Given OB-MSG's RecordingReady,
     raw = (SAMPLES / f"{FORMAT}.recording_ready.json").read_bytes()
     # When it is normalized,
     [normalized] = run(raw)
@@ -206,7 +206,7 @@ def test_call_finished_sample_names_the_callee_as_the_one_who_hung_up() -> None:
     assert normalized.event.ended_at == datetime(2020, 5, 7, 11, 38, 50, tzinfo=UTC)
 
 
-# --- kinds and their times (§2.4) -------------------------------------------------------------
+# --- kinds and their times (F2.4) -------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -349,7 +349,7 @@ def test_recording_ready_without_its_call_or_url_is_refused(
     assert (error.reason, error.detail) == ("missing_field", detail)
 
 
-# --- enumerations: names or integers (§2.3) ---------------------------------------------------
+# --- enumerations: names or integers (F2.3) ---------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -398,7 +398,7 @@ def test_job_outcome(status: Any, reason: Any, outcome: str | None) -> None:
         value["failureReason"] = reason
     # When it is normalized,
     [job] = run(value)
-    # Then the outcome follows §2.3, and the job status is kept unchanged as provider_status.
+    # Then the outcome follows F2.3, and the job status is kept unchanged as provider_status.
     assert job.event.outcome == outcome
     assert job.event.provider_status == (None if status is None else str(status))
     if reason is not None:
@@ -448,7 +448,7 @@ def test_task_status_by_name_and_by_number(number: int, case: tuple[str, Any, An
     for sent in (name, number, str(number)):
         # Given a task record whose TaskStatus is sent as a name, a number or a numeric string,
         [_, record] = run(message(tasks=[task(status=sent)]))
-        # When normalized, Then outcome and hangup_by follow §2.3 and the code is kept as sent.
+        # When normalized, Then outcome and hangup_by follow F2.3 and the code is kept as sent.
         assert record.event.outcome == outcome, sent
         assert record.event.hangup_by == hangup_by, sent
         assert record.event.provider_status == str(sent)

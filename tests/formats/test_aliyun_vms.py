@@ -1,4 +1,4 @@
-"""The shared Aliyun VMS pieces: status-code table (providers.md §1.2), field helpers, decoding,
+"""The shared Aliyun VMS pieces: status-code table (docs/formats.md F1.2), field helpers, decoding,
 and the guarantee that every one of the four formats fails only with InvalidMessage."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ FORMATS = (
 SAMPLE_FILES = sorted(SAMPLES.glob("aliyun.voice_*.json"))
 
 
-# --- the status-code table, row by row (§1.2) ---------------------------------------------------
+# --- the status-code table, row by row (F1.2) ---------------------------------------------------
 
 TABLE = [
     ("200000", Outcome.ANSWERED),
@@ -76,7 +76,7 @@ TABLE = [
 
 @pytest.mark.parametrize(("code", "expected"), TABLE)
 def test_outcome_follows_the_status_code_table(code: str | None, expected: Outcome) -> None:
-    # Given a status code without an answer time / When it is looked up / Then §1.2 decides
+    # Given a status code without an answer time / When it is looked up / Then F1.2 decides
     assert vms.outcome(code) is expected
 
 

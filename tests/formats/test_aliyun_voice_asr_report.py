@@ -1,4 +1,4 @@
-"""`aliyun.voice_asr_report`: VoiceRTASRReport real-time ASR sentences (providers.md §1.6)."""
+"""`aliyun.voice_asr_report`: VoiceRTASRReport real-time ASR sentences (docs/formats.md F1.6)."""
 
 from __future__ import annotations
 

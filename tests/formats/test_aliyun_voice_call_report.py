@@ -1,4 +1,4 @@
-"""`aliyun.voice_call_report`: VoiceCallReport intermediate states (providers.md §1.4)."""
+"""`aliyun.voice_call_report`: VoiceCallReport intermediate states (docs/formats.md F1.4)."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def test_the_status_code_gives_kind_matching_time_and_outcome(
 ) -> None:
     # Given a state at 10:00:00 Shanghai / When parsed
     event = one(base(status_code=code))
-    # Then the kind follows §1.4, the status_time fills the matching *_at, finals get an outcome
+    # Then the kind follows F1.4, the status_time fills the matching *_at, finals get an outcome
     expected_time = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)
     assert event.kind is kind
     assert event.occurred_at == expected_time

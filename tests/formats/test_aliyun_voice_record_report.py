@@ -1,4 +1,4 @@
-"""`aliyun.voice_record_report`: VoiceRecordReport, recording ready (providers.md §1.5)."""
+"""`aliyun.voice_record_report`: VoiceRecordReport, recording ready (docs/formats.md F1.5)."""
 
 from __future__ import annotations
 

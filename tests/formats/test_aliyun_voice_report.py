@@ -1,4 +1,4 @@
-"""`aliyun.voice_report`: the VoiceReport final call record (providers.md §1.3)."""
+"""`aliyun.voice_report`: the VoiceReport final call record (docs/formats.md F1.3)."""
 
 from __future__ import annotations
 
@@ -75,9 +75,9 @@ def test_the_assembled_sample_normalizes_field_by_field() -> None:
 
 
 def test_the_seed_example_values_normalize_field_by_field() -> None:
-    # Given every example value of seed 000 ("10秒", a SaaS out_id, start_time with 200010)
+    # Given every example value of V-VR-MNS ("10秒", a SaaS out_id, start_time with 200010)
     event = one(sample("seed000"))
-    # Then the answer time makes it answered, whatever the code (§1.2 rule)
+    # Then the answer time makes it answered, whatever the code (F1.2 rule)
     assert event.outcome is Outcome.ANSWERED
     assert event.provider_status == "200010"
     assert event.duration_seconds == 10
@@ -134,7 +134,7 @@ def test_without_an_answer_time_the_status_code_gives_the_outcome(
 ) -> None:
     # Given an unanswered record with a code of each family
     body = record("busy") | {"status_code": code}
-    # When parsed / Then §1.2 decides, and the raw code is kept
+    # When parsed / Then F1.2 decides, and the raw code is kept
     event = one(body)
     assert event.outcome is outcome
     assert event.provider_status == code

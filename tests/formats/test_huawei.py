@@ -1,4 +1,4 @@
-"""What both Huawei formats share (providers.md §3): envelopes, clock, Q.850 / SIP, fee batches."""
+"""What both Huawei formats share (formats.md F3): envelopes, clock, Q.850 / SIP, fee batches."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def sample(name: str) -> Any:
     return json.loads((SAMPLES / name).read_bytes())
 
 
-# --- clock (§0.1) ----------------------------------------------------------------------------
+# --- clock (F0.1) ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -98,13 +98,13 @@ def test_other_time_forms_are_a_bad_time_naming_the_field(raw: str) -> None:
 
 
 def test_absent_times_are_none() -> None:
-    # Given "" or null or no key, When read, Then there is no time (§0.1: "" is null).
+    # Given "" or null or no key, When read, Then there is no time (F0.1: "" is null).
     assert huawei.huawei_time({"t": ""}, "t") is None
     assert huawei.huawei_time({"t": None}, "t") is None
     assert huawei.huawei_time({}, "t") is None
 
 
-# --- codes (§3.8) ----------------------------------------------------------------------------
+# --- codes (F3.8) ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -145,7 +145,7 @@ def test_codes_are_whole_numbers_or_nothing(raw: str | None, expected: int | Non
     ],
 )
 def test_q850_table(cause: int | None, expected: Outcome | None) -> None:
-    # Given a Q.850 cause (§3.8), When mapped, Then it gives the table's outcome, or None
+    # Given a Q.850 cause (F3.8), When mapped, Then it gives the table's outcome, or None
     # (go on to the next rule) for "not applicable", normal clearing and non-Q.850 numbers.
     assert huawei.q850_outcome(cause) == expected
 
@@ -174,11 +174,11 @@ def test_q850_table(cause: int | None, expected: Outcome | None) -> None:
     ],
 )
 def test_sip_table(status_code: int | None, expected: Outcome | None) -> None:
-    # Given a SIP final code (§3.8), When mapped, Then 4xx-6xx give the table's outcome.
+    # Given a SIP final code (F3.8), When mapped, Then 4xx-6xx give the table's outcome.
     assert huawei.sip_outcome(status_code) == expected
 
 
-# --- envelopes (§3.2) ------------------------------------------------------------------------
+# --- envelopes (F3.2) ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -210,7 +210,7 @@ def test_sip_table(status_code: int | None, expected: Outcome | None) -> None:
     ],
 )
 def test_bad_envelopes_name_what_is_wrong(fmt: str, value: Any, reason: str, words: str) -> None:
-    # Given a body that breaks the envelope rules of §3.2, When it is parsed,
+    # Given a body that breaks the envelope rules of F3.2, When it is parsed,
     # Then it is InvalidMessage with a stable reason and a detail naming the place.
     error = invalid(fmt, value)
     assert error.reason == reason
@@ -404,7 +404,7 @@ def test_status_payload_is_the_envelope_and_fee_payload_the_record(fmt: str) -> 
     status_body = status("answer")
     fee_body = fee(record(), record(sessionId="s-2"))
     # When parsed, Then the status row keeps its whole envelope (its eventType is the kind),
-    # and each fee row only its own record (§0.2, model.Normalized).
+    # and each fee row only its own record (F0.2, model.Normalized).
     assert parse(fmt, body(status_body))[0].payload == status_body
     assert [n.payload for n in parse(fmt, body(fee_body))] == fee_body["feeLst"]
 
@@ -419,7 +419,7 @@ def test_status_payload_is_the_envelope_and_fee_payload_the_record(fmt: str) -> 
     ],
 )
 def test_a_record_of_the_other_product_is_refused(fmt: str, service_type: str, words: str) -> None:
-    # Given a fee record whose serviceType belongs to the other product (§3.5),
+    # Given a fee record whose serviceType belongs to the other product (F3.5),
     value = fee(record(), record(sessionId="s-2", serviceType=service_type))
     # When parsed, Then it is refused (its legs would be read wrongly), naming both products.
     error = invalid(fmt, value)

@@ -1,4 +1,4 @@
-"""`huawei.privacy_number` (providers.md §3): Private Number call events and fee records."""
+"""`huawei.privacy_number` (docs/formats.md F3): Private Number call events and fee records."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def status(event_type: str, **fields: Any) -> dict[str, Any]:
     return {"eventType": event_type, "statusInfo": {k: v for k, v in info.items() if v is not ...}}
 
 
-# The seed 003 record (AX page, also reused by AXYB), as the base of varied cases.
+# The HW-PN-FEE record (AX page, also reused by AXYB), as the base of varied cases.
 SEED_RECORD = json.loads(sample("fee"))["feeLst"][0]
 
 
@@ -54,7 +54,7 @@ def unanswered(**changes: Any) -> CallEvent:
     return fee(**{"fwdAnswerTime": ..., "fwdUnaswRsn": 0, "sipStatusCode": 0, **changes})
 
 
-# --- samples (seed 003) ----------------------------------------------------------------------
+# --- samples (HW-PN-FEE) ----------------------------------------------------------------------
 
 
 def test_format_is_registered_for_huawei_privacy() -> None:
@@ -66,7 +66,7 @@ def test_format_is_registered_for_huawei_privacy() -> None:
 def test_seed_call_event() -> None:
     # Given the seed's call event sample (a disconnect with stateCode 0),
     event = one(sample("status_disconnect"))
-    # When normalized, Then every field lands where §3.3 says.
+    # When normalized, Then every field lands where F3.3 says.
     assert event.event_id == event_id(
         FMT,
         "status",
@@ -136,7 +136,7 @@ def test_seed_fee_record() -> None:
 
 
 def test_seed_disconnect_and_fee_agree_on_the_call() -> None:
-    # Given the seed's disconnect and fee of one session (§3.10: both UTC),
+    # Given the seed's disconnect and fee of one session (F3.10: both UTC),
     ended = one(sample("status_disconnect"))
     record = one(sample("fee"))
     # When normalized, Then they share call and end time, but not their ids.
@@ -145,7 +145,7 @@ def test_seed_disconnect_and_fee_agree_on_the_call() -> None:
     assert ended.event_id != record.event_id
 
 
-# --- call events (§3.3) ----------------------------------------------------------------------
+# --- call events (F3.3) ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -162,7 +162,7 @@ def test_seed_disconnect_and_fee_agree_on_the_call() -> None:
 def test_call_event_kinds(event_type: str, kind: Kind, time_field: str | None) -> None:
     # Given each call event the seed's handler lists (plus AXE collectInfo),
     event = one(status(event_type, caller="+86A", called="+86X", subscriptionId="sub-1"))
-    # When normalized, Then the kind follows §3.3 and the timestamp fills the matching field.
+    # When normalized, Then the kind follows F3.3 and the timestamp fills the matching field.
     assert event.kind == kind
     assert event.occurred_at == utc("2019-01-24 02:30:22")
     times = {
@@ -187,7 +187,7 @@ def test_callin_and_callout_of_one_second_are_different_events() -> None:
 
 
 def test_re_pushed_call_event_dedupes() -> None:
-    # Given a call event re-pushed (Private Number retries events too, §3.4),
+    # Given a call event re-pushed (Private Number retries events too, F3.4),
     first = one(status("answer", caller="+86A", called="+86B"))
     again = one(status("answer", caller="+86A", called="+86B", timestamp="2019-01-24  02:30:22"))
     # When both are normalized, Then they have the same id.
@@ -195,7 +195,7 @@ def test_re_pushed_call_event_dedupes() -> None:
 
 
 def test_x_mode_block_callin() -> None:
-    # Given an X-mode callin in Block mode (no subscriptionId in X / AXE callin, §3.3),
+    # Given an X-mode callin in Block mode (no subscriptionId in X / AXE callin, F3.3),
     event = one(status("callin", caller="+86A", called="+86X", notifyMode="Block", userData="u"))
     # When normalized, Then notifyMode is kept, userData is the correlation id, no refs.
     assert event.extras == {"eventType": "callin", "notifyMode": "Block"}
@@ -220,14 +220,14 @@ def test_axe_extension_digits_are_dtmf() -> None:
     [(1, HangupBy.CALLER), ("2", HangupBy.CALLEE), (3, None), ("", None)],
 )
 def test_call_rel_direction_says_who_hung_up(direction: Any, hangup_by: HangupBy | None) -> None:
-    # Given a disconnect with callRelDirection (1 caller, 2 callee; §3.3),
+    # Given a disconnect with callRelDirection (1 caller, 2 callee; F3.3),
     event = one(status("disconnect", stateCode=0, callRelDirection=direction))
     # When normalized, Then hangup_by follows it, and the raw value is kept when sent.
     assert event.hangup_by == hangup_by
     assert event.extras.get("callRelDirection") == (direction or None)
 
 
-# §3.7 stateCode table, restated from providers.md.
+# F3.7 stateCode table, restated from docs/formats.md.
 STATE_CODE_ROWS = [
     (0, Outcome.ANSWERED),
     (8010, Outcome.ANSWERED),
@@ -262,20 +262,20 @@ STATE_CODE_ROWS = [
 
 @pytest.mark.parametrize(("state_code", "outcome"), STATE_CODE_ROWS)
 def test_disconnect_state_codes(state_code: int, outcome: Outcome) -> None:
-    # Given a disconnect with each §3.7 code, When normalized, Then its outcome is the table's.
+    # Given a disconnect with each F3.7 code, When normalized, Then its outcome is the table's.
     event = one(status("disconnect", stateCode=state_code))
     assert (event.outcome, event.provider_status) == (outcome, str(state_code))
 
 
 @pytest.mark.parametrize("state_code", [8001, 8003, 8058, 9999, "x"])
 def test_codes_not_in_the_state_code_table_are_unknown(state_code: Any) -> None:
-    # Given a disconnect with a code §3.7's stateCode table does not list (8058 is only an
+    # Given a disconnect with a code F3.7's stateCode table does not list (8058 is only an
     # ulFailReason; 8001 / 8003 are Voice codes), When normalized, Then it is unknown.
     event = one(status("disconnect", stateCode=state_code))
     assert (event.outcome, event.provider_status) == (Outcome.UNKNOWN, str(state_code))
 
 
-# --- fee records (§3.5) ----------------------------------------------------------------------
+# --- fee records (F3.5) ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -292,7 +292,7 @@ def test_codes_not_in_the_state_code_table_are_unknown(state_code: Any) -> None:
 def test_fee_direction(direction: Any, expected: Direction | None) -> None:
     # Given the record's direction (1 A calls others, 0 others call A, 2 abnormal),
     event = fee(direction=direction)
-    # When normalized, Then it maps per §3.5, the raw value kept.
+    # When normalized, Then it maps per F3.5, the raw value kept.
     assert event.direction == expected
     assert event.extras.get("direction") == (None if direction is ... else direction)
 
@@ -315,7 +315,7 @@ def test_axb_record_where_b_calls_a() -> None:
 
 
 def test_ax_record_without_binding() -> None:
-    # Given an AX CDR with no binding: no subscription, no forward, direction 2, 8014 (§3.5),
+    # Given an AX CDR with no binding: no subscription, no forward, direction 2, 8014 (F3.5),
     event = fee(
         direction=2,
         subscriptionId="",
@@ -375,7 +375,7 @@ def test_start_falls_back_to_the_forward_start() -> None:
 def test_fee_outcome_rule_order(changes: dict[str, Any], outcome: Outcome) -> None:
     # Given an unanswered forward with these codes (callOutUnaswRsn is reserved for PN),
     event = unanswered(**changes)
-    # When normalized, Then Q.850, then SIP, then ulFailReason / stateCode decide (§3.5).
+    # When normalized, Then Q.850, then SIP, then ulFailReason / stateCode decide (F3.5).
     assert event.outcome == outcome
     assert event.answered_at is None
     assert event.duration_seconds is None
@@ -383,9 +383,9 @@ def test_fee_outcome_rule_order(changes: dict[str, Any], outcome: Outcome) -> No
 
 @pytest.mark.parametrize(("fail_reason", "outcome"), STATE_CODE_ROWS)
 def test_ul_fail_reason_maps_as_state_code(fail_reason: int, outcome: Outcome) -> None:
-    # Given an unanswered record whose only code is a §3.7 code, When normalized,
+    # Given an unanswered record whose only code is a F3.7 code, When normalized,
     event = unanswered(ulFailReason=fail_reason)
-    # Then it maps as stateCode (§3.7: "Map them as stateCode").
+    # Then it maps as stateCode (F3.7: "Map them as stateCode").
     assert (event.outcome, event.provider_status) == (outcome, str(fail_reason))
 
 
@@ -415,7 +415,7 @@ def test_fee_call_rel_direction_and_user_data() -> None:
 
 
 def test_ten_merged_records() -> None:
-    # Given a push of ten CDRs merged by callEndTime (§3.2), half of them without icid,
+    # Given a push of ten CDRs merged by callEndTime (F3.2), half of them without icid,
     records = [
         {**SEED_RECORD, "sessionId": f"s-{n}", "icid": f"i-{n}" if n % 2 else ""} for n in range(10)
     ]

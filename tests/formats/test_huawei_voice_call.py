@@ -1,4 +1,4 @@
-"""`huawei.voice_call` (providers.md §3): Voice Call status events and fee records."""
+"""`huawei.voice_call` (docs/formats.md F3): Voice Call status events and fee records."""
 
 from __future__ import annotations
 
@@ -40,10 +40,10 @@ def sample(name: str) -> bytes:
     return (SAMPLES / f"huawei.voice_call.{name}.json").read_bytes()
 
 
-# The callback record of §3.10 (rtc_04_0032), as the base of varied cases.
+# The callback record of F3.10 (rtc_04_0032), as the base of varied cases.
 CALLBACK = json.loads(sample("fee_callback"))["feeLst"][0]
 
-# A voice notification (001) record assembled from the §3.5 field table.
+# A voice notification (001) record assembled from the F3.5 field table.
 NOTIFY = {
     "direction": 0,
     "spId": "CaaS_Test_01",
@@ -90,7 +90,7 @@ def test_format_is_registered_for_huawei_voice() -> None:
 
 
 def test_demo_answer_event_with_double_space() -> None:
-    # Given the Huawei demo's answer event (two spaces in its UTC timestamp, §3.10),
+    # Given the Huawei demo's answer event (two spaces in its UTC timestamp, F3.10),
     event = one(sample("status_answer"))
     # When normalized, Then it is the answer of that session at that UTC instant.
     assert event.event_id == event_id(
@@ -118,7 +118,7 @@ def test_demo_answer_event_with_double_space() -> None:
 
 
 def test_doc_disconnect_event() -> None:
-    # Given the disconnect of §3.10 (stateCode 0),
+    # Given the disconnect of F3.10 (stateCode 0),
     event = one(sample("status_disconnect"))
     # When normalized, Then it ends the call answered, with its parties as sent.
     assert event.kind == Kind.CALL_ENDED
@@ -131,7 +131,7 @@ def test_doc_disconnect_event() -> None:
 
 
 def test_doc_callback_fee_record() -> None:
-    # Given the callback CDR of §3.10 (rtc_04_0032),
+    # Given the callback CDR of F3.10 (rtc_04_0032),
     event = one(sample("fee_callback"))
     # When normalized, Then A's real number calls B, timed by the A leg's start and B's answer.
     assert event.event_id == event_id(
@@ -178,7 +178,7 @@ def test_doc_callback_fee_record() -> None:
 
 
 def test_doc_failed_b_leg_fee_record() -> None:
-    # Given the failed B leg §3.10 describes (no fwdAnswerTime; 518 with SIP 480),
+    # Given the failed B leg F3.10 describes (no fwdAnswerTime; 518 with SIP 480),
     event = one(sample("fee_callback_failed"))
     # When normalized, Then SIP 480 decides (518 says "read with Q.850 / SIP"), and the
     # teardown point stays the provider status.
@@ -190,7 +190,7 @@ def test_doc_failed_b_leg_fee_record() -> None:
     assert event.extras["sipStatusCode"] == 480
 
 
-# --- status events (§3.3) --------------------------------------------------------------------
+# --- status events (F3.3) --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -207,7 +207,7 @@ def test_doc_failed_b_leg_fee_record() -> None:
 def test_status_event_kinds_and_times(event_type: str, kind: Kind, time_field: str | None) -> None:
     # Given a status event of each documented type,
     event = one(status(event_type, caller="+8610", called="+8620"))
-    # When normalized, Then its kind follows §3.3 and its timestamp fills the matching field.
+    # When normalized, Then its kind follows F3.3 and its timestamp fills the matching field.
     assert event.kind == kind
     assert event.occurred_at == utc("2019-01-24 03:04:49")
     times = {
@@ -263,7 +263,7 @@ def test_disconnects_with_different_codes_are_different_events() -> None:
     assert first.event_id != second.event_id
 
 
-# §3.6 stateCode table, restated from providers.md.
+# F3.6 stateCode table, restated from docs/formats.md.
 STATE_CODE_ROWS = [
     (0, Outcome.ANSWERED),
     *((code, Outcome.BLOCKED) for code in (7001, 7002, 7003, 7004, 7108)),
@@ -298,14 +298,14 @@ def test_disconnect_state_codes(state_code: int, outcome: Outcome, as_string: bo
     # Given a disconnect with each documented hangup cause, as a number or as a string,
     sent = str(state_code) if as_string else state_code
     event = one(status("disconnect", stateCode=sent, stateDesc="..."))
-    # When normalized, Then the outcome is the §3.6 one and the code is kept unchanged.
+    # When normalized, Then the outcome is the F3.6 one and the code is kept unchanged.
     assert event.outcome == outcome
     assert event.provider_status == str(state_code)
 
 
 @pytest.mark.parametrize("state_code", [9999, 7005, 8011, -3, "busy?", 1.5])
 def test_unknown_state_codes_are_unknown(state_code: Any) -> None:
-    # Given a disconnect with a code §3.6 does not list, When normalized,
+    # Given a disconnect with a code F3.6 does not list, When normalized,
     event = one(status("disconnect", stateCode=state_code))
     # Then the outcome is unknown, with the raw code kept.
     assert event.outcome == Outcome.UNKNOWN
@@ -326,13 +326,13 @@ def test_status_epoch_timestamp() -> None:
     assert event.occurred_at == utc("2019-01-24 03:04:49")
 
 
-# --- fee records (§3.5) ----------------------------------------------------------------------
+# --- fee records (F3.5) ----------------------------------------------------------------------
 
 
 def test_notify_record_reads_the_single_leg() -> None:
     # Given a voice-notification CDR (serviceType 001),
     event = notify()
-    # When normalized, Then caller / callee and times come from the callOut leg (§3.5).
+    # When normalized, Then caller / callee and times come from the callOut leg (F3.5).
     assert (event.caller, event.callee) == ("+8675512****78", "+86138****0021")
     assert event.started_at == utc("2019-01-24 04:00:00")
     assert event.ringing_at == utc("2019-01-24 04:00:03")
@@ -417,13 +417,13 @@ def test_nothing_known_is_unknown() -> None:
 
 @pytest.mark.parametrize("fail_reason", [9999, 700, 8013, "oops"])
 def test_unknown_ul_fail_reason_is_unknown_with_the_raw_code(fail_reason: Any) -> None:
-    # Given an unanswered record whose only code is not in §3.6,
+    # Given an unanswered record whose only code is not in F3.6,
     event = callback(fwdAnswerTime=..., fwdUnaswRsn=0, sipStatusCode=0, ulFailReason=fail_reason)
     # When normalized, Then it is unknown and the code is kept.
     assert (event.outcome, event.provider_status) == (Outcome.UNKNOWN, str(fail_reason))
 
 
-# §3.6 ulFailReason rows, restated from providers.md (one or more codes of every row).
+# F3.6 ulFailReason rows, restated from docs/formats.md (one or more codes of every row).
 FAIL_REASON_ROWS = [
     (0, Outcome.ANSWERED),
     (100, Outcome.ANSWERED),
@@ -453,7 +453,7 @@ def test_ul_fail_reason_rows(fail_reason: int, outcome: Outcome) -> None:
     event = callback(
         fwdAnswerTime=..., fwdUnaswRsn=0, sipStatusCode=0, ulFailReason=str(fail_reason)
     )
-    # When normalized, Then its outcome is the §3.6 one.
+    # When normalized, Then its outcome is the F3.6 one.
     assert event.outcome == outcome
     assert event.provider_status == str(fail_reason)
 
@@ -472,7 +472,7 @@ def test_ul_fail_reason_rows(fail_reason: int, outcome: Outcome) -> None:
 def test_who_hung_up_from_ul_fail_reason(fail_reason: int, hangup_by: HangupBy | None) -> None:
     # Given an answered callback ending with teardown point 1001-1004 or another,
     event = callback(ulFailReason=fail_reason)
-    # When normalized, Then hangup_by follows §3.6 and the call stays answered.
+    # When normalized, Then hangup_by follows F3.6 and the call stays answered.
     assert event.hangup_by == hangup_by
     assert event.outcome == Outcome.ANSWERED
 
@@ -527,7 +527,7 @@ def test_double_spaced_fee_times() -> None:
 
 
 def test_merged_fee_push_gives_one_record_per_call() -> None:
-    # Given a push merging a callback and a notify CDR (same callEndTime merge, §3.2),
+    # Given a push merging a callback and a notify CDR (same callEndTime merge, F3.2),
     value = {"eventType": "fee", "feeLst": [CALLBACK, NOTIFY, {**NOTIFY, "icid": "x"}]}
     # When normalized, Then there are three call.records with three ids.
     result = events(value)

@@ -1,4 +1,4 @@
-"""`moor7.event` (providers.md §4): 7moor v7 event push, every `pushType`."""
+"""`moor7.event` (docs/formats.md F4): 7moor v7 event push, every `pushType`."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def test_format_is_registered_for_the_provider() -> None:
     assert fmt.provider is Provider.MOOR7
 
 
-# --- every seed sample (§4.6, seed 004) -------------------------------------------------------
+# --- every seed sample (F4.6, 7M-EVT) -------------------------------------------------------
 
 
 def test_seed_outbound_ring() -> None:
@@ -332,7 +332,7 @@ def test_every_seed_sample_has_its_own_event_id() -> None:
     assert len(set(ids)) == len(SEED_SAMPLES)
 
 
-# --- decoding: JSON, base64, form (§4.1) ------------------------------------------------------
+# --- decoding: JSON, base64, form (F4.1) ------------------------------------------------------
 
 
 def test_form_body_with_one_field_holding_json() -> None:
@@ -378,7 +378,7 @@ def test_bodies_that_are_not_pushes_are_named(raw: bytes, reason: str, words: st
     assert words in error.detail
 
 
-# --- kinds (§4.2) -----------------------------------------------------------------------------
+# --- kinds (F4.2) -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -405,7 +405,7 @@ def test_bodies_that_are_not_pushes_are_named(raw: bytes, reason: str, words: st
     ],
 )
 def test_kind_from_push_type_then_call_event(push_type: Any, call_event: Any, kind: str) -> None:
-    # Given a pushType and/or callEvent, When normalized, Then the kind of §4.2.
+    # Given a pushType and/or callEvent, When normalized, Then the kind of F4.2.
     e = one(push(pushType=push_type, callEvent=call_event))
     assert e.kind == kind
 
@@ -471,7 +471,7 @@ def test_number_fallbacks() -> None:
     assert hotline.callee == "4001"
 
 
-# --- times (§0.1) -----------------------------------------------------------------------------
+# --- times (F0.1) -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -528,7 +528,7 @@ def test_inbound_cdr_takes_the_agent_leg() -> None:
     assert e.extras["displayNumber"] == "01081400192"
 
 
-# --- CDR outcome and hang-up side (§4.5) ------------------------------------------------------
+# --- CDR outcome and hang-up side (F4.5) ------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -556,7 +556,7 @@ def test_inbound_cdr_takes_the_agent_leg() -> None:
     ],
 )
 def test_cdr_outcome(status: str, failure: Any, outcome: str) -> None:
-    # Given a cdr status and failureReason, When normalized, Then the outcome of §4.5.
+    # Given a cdr status and failureReason, When normalized, Then the outcome of F4.5.
     e = one(cdr(status=status, failureReason=failure))
     assert e.outcome == outcome
     assert e.provider_status == (status or None)
@@ -576,7 +576,7 @@ def test_cdr_outcome(status: str, failure: Any, outcome: str) -> None:
     ],
 )
 def test_hang_up_side(side: str, call_type: Any, hangup_by: str | None) -> None:
-    # Given each hangUpSide and direction, When normalized, Then hangup_by of §4.5.
+    # Given each hangUpSide and direction, When normalized, Then hangup_by of F4.5.
     e = one(cdr(hangUpSide=side, callType=call_type))
     assert e.hangup_by == hangup_by
     # An unmapped side is kept as sent.
@@ -599,7 +599,7 @@ def test_media_failure_outcome(reason: Any, outcome: str) -> None:
     assert e.occurred_at == datetime(2021, 5, 8, 6, 39, 37, tzinfo=UTC)
 
 
-# --- ids, refs, extras (§4.3, §4.4) -----------------------------------------------------------
+# --- ids, refs, extras (F4.3, F4.4) -----------------------------------------------------------
 
 
 def test_same_delivery_twice_gives_the_same_id() -> None:

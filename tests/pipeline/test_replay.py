@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from consumer.cli import main
+from consumer.cli.dead_letters import format_table
 from consumer.config.load import load_config
 from consumer.config.model import Config
-from consumer.pipeline.replay import format_table, replay
+from consumer.pipeline.replay import replay
 from consumer.sinks import open_sink
 from consumer.sinks.base import DeadLetter, Sink
 from tests.conformance import bodies

@@ -51,7 +51,7 @@ def test_every_pipeline_call_becomes_a_labelled_sample() -> None:
     metrics.in_flight("vms", -3)
     for _ in range(3):
         metrics.processing_latency("vms", 0.2)
-    # Then the exposition has the clients.md §7.6 names, labelled by queue only
+    # Then the exposition has the sdk-notes.md 7.6 names, labelled by queue only
     found = samples(registry)
     assert found[q("consumer_messages_received_total", queue="vms")] == 3
     assert found[q("consumer_messages_acked_total", queue="vms")] == 2

@@ -1,4 +1,4 @@
-"""Realistic event sequences of one call per provider, built as CallEvents (providers.md §1-4).
+"""Realistic event sequences of one call per provider, built as CallEvents (docs/formats.md F1-4).
 
 Each scenario is the events a format module would make from the provider's messages of one
 call, and the `calls` row the merge must make of them, whatever order they arrive in.

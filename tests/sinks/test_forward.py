@@ -214,7 +214,7 @@ def test_two_runners_share_a_forwarder_without_double_delivery(
 
 def test_webhook_url_must_be_http() -> None:
     # Given a URL of another scheme, Then building the forwarder names the problem
-    with pytest.raises(ConfigError, match="not an http"):
+    with pytest.raises(ConfigError, match="must be an http:// or https:// URL"):
         WebhookForwarder("ftp://example.internal/x")
 
 

@@ -215,7 +215,7 @@ def every_queue() -> list[QueueConfig]:
 
 
 def fee(*session_ids: str, service_type: str = "002") -> bytes:
-    """A Huawei fee push with one record per session id (providers.md §3.10); serviceType 002 is
+    """A Huawei fee push with one record per session id (docs/formats.md F3.10); serviceType 002 is
     a Voice Call callback record, 003 a Private Number AX one."""
     records = [
         {
@@ -306,7 +306,7 @@ def test_every_sample_is_stored_and_answered_as_its_provider_expects(
 
 
 def test_the_responses_are_what_each_provider_documents() -> None:
-    # Given the formats, when their success bodies are built, then they match providers.md
+    # Given the formats, when their success bodies are built, then they match docs/formats.md
     assert json.loads(success_body("huawei.voice_call")) == {
         "resultcode": "0",
         "resultdesc": "Success",

@@ -61,7 +61,7 @@ def _encode(record: Mapping[str, object]) -> str:
 
 
 def voice_report(n: int, rng: random.Random) -> str:
-    """A final VoiceReport (providers.md §1.3) for call n: varied outcome, times and fields."""
+    """A final VoiceReport (docs/formats.md F1.3) for call n: varied outcome, times and fields."""
     code = rng.choice(VR_CODES)
     answered = code == "200000"
     start = n * 7

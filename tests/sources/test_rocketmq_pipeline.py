@@ -43,7 +43,7 @@ FORMAT = "aliyun.outbound_bot"
 INSTANCE = "08a4c460-6b1c-4f0e-9c4e-737e069a154f"
 T0 = 1714528800000  # 2024-05-01 10:00 Asia/Shanghai, epoch ms
 
-# Final TaskStatus → outcome, by share of calls (providers.md §2.3). Some are sent as numbers.
+# Final TaskStatus → outcome, by share of calls (docs/formats.md F2.3). Some are sent as numbers.
 ANSWERED: list[str | int] = [
     "SucceededFinish",
     "SucceededClientHangUp",

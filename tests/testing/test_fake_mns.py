@@ -47,7 +47,7 @@ def queue(mns: FakeMnsServer) -> Queue:
 
 
 def test_signature_matches_the_documented_test_vectors() -> None:
-    # Given the inputs of clients.md §3.3
+    # Given the inputs of sdk-notes.md 3.3
     headers = {"date": "Thu, 07 Mar 2012 18:49:58 GMT", "x-mns-version": "2015-06-06"}
     body_headers = {
         **headers,
@@ -296,7 +296,7 @@ def test_one_dropped_connection_is_resent_by_the_sdk_two_raise(
     mns: FakeMnsServer, queue: Queue
 ) -> None:
     mns.put_message(QUEUE, "x")
-    # Given one drop: the SDK re-sends once (clients.md §2.3 item 9)
+    # Given one drop: the SDK re-sends once (sdk-notes.md 2.3 item 9)
     mns.drop_next(1)
     received = queue.receive_message(0)
     assert [r.status for r in mns.requests] == [None, 200]

@@ -1,7 +1,7 @@
 """The fake RocketMQ proxy, driven by the real rocketmq-python-client 5.x over a real socket.
 
 The client is imported inside a fixture with `HOME` pointing at a temporary directory: its
-import creates `$HOME/logs/rocketmq_python/` (clients.md §5.5). Every client made here is shut
+import creates `$HOME/logs/rocketmq_python/` (sdk-notes.md 5.5). Every client made here is shut
 down in teardown, including the message-decode pool the client itself never shuts down.
 """
 
@@ -29,7 +29,7 @@ def fake(rmq: SimpleNamespace) -> Iterator[Any]:
 def _release(client: Any) -> None:
     if client.is_running:
         client.shutdown()
-    # The consumer's decode pool is never shut down by the client (clients.md §5.5 #2).
+    # The consumer's decode pool is never shut down by the client (sdk-notes.md 5.5 #2).
     pool = getattr(client, "_Consumer__message_decode_executor", None)
     if pool is not None:
         pool.shutdown(wait=True)

@@ -1,4 +1,4 @@
--- Tables of interfaces.md §4, created in the connection's current schema (search_path).
+-- The tables readers rely on (README.md, "Layout"), created in the connection's current schema (search_path).
 
 CREATE TABLE call_events (
     event_id         text PRIMARY KEY,

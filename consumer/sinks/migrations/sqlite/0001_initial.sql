@@ -1,4 +1,4 @@
--- Tables of interfaces.md §4. Times are UTC text of one fixed width
+-- The tables readers rely on (README.md, "Layout"). Times are UTC text of one fixed width
 -- (2020-05-01T02:00:05.000000Z) so that they sort as they compare; JSON columns are text.
 
 CREATE TABLE call_events (

@@ -9,9 +9,18 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from consumer.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_actions,
+    add_config_argument,
+    add_json_argument,
+    plural,
+    text_table,
+)
 from consumer.config.load import load_config
-from consumer.config.model import Config, ReconcileConfig
-from consumer.errors import ConfigError, TransientError
+from consumer.config.model import ReconcileConfig
+from consumer.errors import TransientError
 from consumer.logs import configure_from
 from consumer.model import Provider
 from consumer.reconcile.rules import State
@@ -20,22 +29,19 @@ from consumer.sinks import open_sink
 from consumer.sinks.reconcile import CallStates, OwedCall
 
 if TYPE_CHECKING:
-    from consumer.cli import Subparsers
+    from consumer.cli.common import Subparsers
 
 
 def add_calls(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
-        "calls", help="inspect calls", description="Calls of the configured sink."
-    )
-    actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
+    actions = add_actions(subparsers, "calls", "inspect calls", "Calls of the configured sink.")
     overdue = actions.add_parser(
         "overdue",
         help="list the calls still owed a final record past their deadline",
         description="Calls without their final record past their provider's deadline "
         "(reconcile.deadlines), oldest last event first.",
     )
-    overdue.add_argument("-c", "--config", required=True, metavar="PATH", help="file or conf.d")
-    overdue.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_config_argument(overdue)
+    add_json_argument(overdue)
     overdue.set_defaults(handler=overdue_command)
 
 
@@ -46,7 +52,7 @@ def add_reconcile(subparsers: Subparsers) -> None:
         description="Ask the query API of each overdue call's provider (or of the named calls) "
         "for its final record and store what it returns.",
     )
-    parser.add_argument("-c", "--config", required=True, metavar="PATH", help="file or conf.d")
+    add_config_argument(parser)
     parser.add_argument(
         "--call",
         dest="calls",
@@ -59,15 +65,6 @@ def add_reconcile(subparsers: Subparsers) -> None:
         "--dry-run", action="store_true", help="print what would be stored; store nothing"
     )
     parser.set_defaults(handler=reconcile_command)
-
-
-def _load(path: str) -> Config | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for error in getattr(exc, "errors", [exc]):
-            print(f"{error.location}: {error.problem}", file=sys.stderr)
-        return None
 
 
 def owed_json(call: OwedCall, now: datetime) -> dict[str, Any]:
@@ -86,9 +83,7 @@ def owed_json(call: OwedCall, now: datetime) -> dict[str, Any]:
 
 
 def overdue_command(args: argparse.Namespace) -> int:
-    config = _load(args.config)
-    if config is None:
-        return 1
+    config = load_config(args.config)
     settings = config.reconcile or ReconcileConfig()
     now = datetime.now(UTC)
     cutoffs = {p.value: now - getattr(settings.deadlines, p.value) for p in Provider}
@@ -98,13 +93,13 @@ def overdue_command(args: argparse.Namespace) -> int:
         calls = CallStates(sink).past_deadline(cutoffs)
     except TransientError as exc:
         print(f"database unavailable: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     finally:
         sink.close()
     if args.json:
         for call in calls:
             print(json.dumps(owed_json(call, now), ensure_ascii=False))
-        return 0
+        return EXIT_OK
     header = ("PROVIDER", "CALL_ID", "STATE", "LAST_EVENT", "LAST_EVENT_AT", "SILENT")
     rows = [
         (
@@ -117,11 +112,9 @@ def overdue_command(args: argparse.Namespace) -> int:
         )
         for call in calls
     ]
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
-    print(f"{len(rows)} call{'s' if len(rows) != 1 else ''} owed a final record")
-    return 0
+    print(text_table(header, rows))
+    print(f"{plural(len(rows), 'call')} owed a final record")
+    return EXIT_OK
 
 
 def _age(delta: timedelta) -> str:
@@ -131,9 +124,7 @@ def _age(delta: timedelta) -> str:
 
 
 def reconcile_command(args: argparse.Namespace) -> int:
-    config = _load(args.config)
-    if config is None:
-        return 1
+    config = load_config(args.config)
     configure_from(config)
     settings = config.reconcile or ReconcileConfig()
     sink = open_sink(config.sink)
@@ -143,7 +134,7 @@ def reconcile_command(args: argparse.Namespace) -> int:
         return _reconcile(reconciler, args.calls, dry_run=args.dry_run)
     except TransientError as exc:
         print(f"database unavailable: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     finally:
         sink.close()
 
@@ -152,7 +143,7 @@ def _reconcile(reconciler: Reconciler, call_ids: list[str], *, dry_run: bool) ->
     states = reconciler.states
     if not states.claim(LEASE, reconciler.owner, time.time(), reconciler.lease_seconds):
         print("a reconciler is running (it holds the lease): try again later", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     failed = False
     try:
         if call_ids:
@@ -175,7 +166,7 @@ def _reconcile(reconciler: Reconciler, call_ids: list[str], *, dry_run: bool) ->
             failed |= _report(reconciler, answer, label, dry_run=dry_run)
     finally:
         states.release(LEASE, reconciler.owner, time.time())
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _report(reconciler: Reconciler, answer: Answer, label: str, *, dry_run: bool) -> bool:

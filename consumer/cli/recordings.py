@@ -8,29 +8,40 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from consumer.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_actions,
+    add_config_argument,
+    add_ids_argument,
+    add_json_argument,
+    plural,
+    shorten,
+    text_table,
+)
 from consumer.config.load import load_config
-from consumer.errors import ConfigError, TransientError
+from consumer.errors import TransientError
 from consumer.sinks import open_sink
 from consumer.sinks.recordings import STATUSES, Recording, RecordingTable
 
 if TYPE_CHECKING:
-    from consumer.cli import Subparsers
+    from consumer.cli.common import Subparsers
 
 _COLUMNS = ("ID", "PROVIDER", "CALL_ID", "STATUS", "ATTEMPTS", "BYTES", "ARCHIVE/ERROR", "SOURCE")
 _WIDTH = 60
 
 
 def add_recordings(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
+    actions = add_actions(
+        subparsers,
         "recordings",
-        help="show the recording archive, or retry failed recordings",
-        description="The rows of the recording archive (the recordings table).",
+        "show the recording archive, or retry failed recordings",
+        "The rows of the recording archive (the recordings table).",
     )
-    actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="show the archive's rows")
-    listing.add_argument("-c", "--config", required=True, metavar="PATH", help="file or conf.d")
+    add_config_argument(listing)
     listing.add_argument("--status", choices=STATUSES, help="only rows with this status")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_json_argument(listing)
     listing.set_defaults(handler=list_command)
     again = actions.add_parser(
         "retry",
@@ -38,50 +49,27 @@ def add_recordings(subparsers: Subparsers) -> None:
         description="Set failed, expired and refused recordings (all, or the named ones) back "
         "to pending with a fresh retry budget; a running daemon picks them up.",
     )
-    again.add_argument("-c", "--config", required=True, metavar="PATH", help="file or conf.d")
-    again.add_argument(
-        "--id",
-        dest="ids",
-        type=_positive_id,
-        action="append",
-        default=[],
-        metavar="ID",
-        help="retry only this recording (repeatable); default: every failed, expired, refused",
+    add_config_argument(again)
+    add_ids_argument(
+        again,
+        "recording",
+        "retry only this recording (repeatable); default: every failed, expired, refused",
     )
     again.set_defaults(handler=retry_command)
 
 
-def _positive_id(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a recording id (a number): {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"recording ids start at 1: {text!r}")
-    return value
-
-
-def _open(path: str) -> RecordingTable | None:
-    try:
-        config = load_config(path)
-        sink = open_sink(config.sink)
-    except ConfigError as exc:
-        for error in getattr(exc, "errors", [exc]):
-            print(f"{error.location}: {error.problem}", file=sys.stderr)
-        return None
-    return RecordingTable(sink)
+def _open(path: str) -> RecordingTable:
+    return RecordingTable(open_sink(load_config(path).sink))
 
 
 def list_command(args: argparse.Namespace) -> int:
     table = _open(args.config)
-    if table is None:
-        return 1
     try:
         table.sink.migrate()
         rows = table.rows(args.status)
     except TransientError as exc:
         print(f"database unavailable: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     finally:
         table.sink.close()
     if args.json:
@@ -89,20 +77,18 @@ def list_command(args: argparse.Namespace) -> int:
             print(json.dumps(row.as_json(), ensure_ascii=False))
     else:
         print(format_table(rows))
-    return 0
+    return EXIT_OK
 
 
 def retry_command(args: argparse.Namespace) -> int:
     table = _open(args.config)
-    if table is None:
-        return 1
     try:
         table.sink.migrate()
         known = {row.id: row for row in table.rows(ids=sorted(set(args.ids)))} if args.ids else {}
         moved = table.retry(sorted(set(args.ids)))
     except TransientError as exc:
         print(f"database unavailable: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     finally:
         table.sink.close()
     for row_id in moved:
@@ -112,8 +98,8 @@ def retry_command(args: argparse.Namespace) -> int:
         print(f"#{row_id}: not retried, it is {known[row_id].status}")
     for row_id in unknown:
         print(f"#{row_id}: no recording with this id", file=sys.stderr)
-    print(f"{len(moved)} recording{'s' if len(moved) != 1 else ''} back in line")
-    return 1 if unknown else 0
+    print(f"{plural(len(moved), 'recording')} back in line")
+    return EXIT_FAILED if unknown else EXIT_OK
 
 
 def format_table(rows: Sequence[Recording]) -> str:
@@ -127,21 +113,12 @@ def format_table(rows: Sequence[Recording]) -> str:
             row.status,
             str(row.attempts),
             "-" if row.bytes is None else str(row.bytes),
-            _shorten(row.archive_uri or row.last_error or "-"),
-            _shorten(row.source.split("?", 1)[0]),
+            shorten(row.archive_uri or row.last_error or "-", _WIDTH),
+            shorten(row.source.split("?", 1)[0], _WIDTH),
         )
         for row in rows
     ]
-    widths = [max(len(cells[i]) for cells in [_COLUMNS, *lines]) for i in range(len(_COLUMNS))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
-        for cells in [_COLUMNS, *lines]
-    )
-
-
-def _shorten(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _WIDTH else text[: _WIDTH - 1] + "…"
+    return text_table(_COLUMNS, lines)
 
 
 __all__ = ["add_recordings", "format_table"]

@@ -1,4 +1,4 @@
-"""`consumer run -c PATH [--queue NAME ...]` (interfaces.md §1).
+"""`consumer run -c PATH [--queue NAME ...] [--drain-timeout S]`: the daemon.
 
 Exit statuses: 0 after a clean shutdown; 1 when the drain deadline passed with work unfinished,
 a queue kept crashing or the database could not be reached at start-up; 78 (EX_CONFIG) when the
@@ -14,15 +14,17 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from consumer.config.load import ConfigErrors, load_config
+from consumer.cli.common import EXIT_CONFIG, EXIT_FAILED, add_config_argument
+from consumer.config.load import load_config
 from consumer.config.model import Config
 from consumer.errors import ConfigError, TransientError
+from consumer.extras import queue_extra, require
 from consumer.logs import configure_from
 from consumer.preflight import Unreachable, check_brokers, check_sink, sink_problem
-from consumer.runtime.spec import DEFAULT_DRAIN_SECONDS, EXIT_CONFIG, EXIT_FAILED
+from consumer.runtime.spec import DEFAULT_DRAIN_SECONDS
 
 if TYPE_CHECKING:
-    from consumer.cli import Subparsers
+    from consumer.cli.common import Subparsers
 
 log = structlog.get_logger("consumer.runtime")
 
@@ -36,7 +38,7 @@ def add_run(subparsers: Subparsers) -> None:
         description="Run every queue of PATH (or only the named ones) until SIGTERM or SIGINT; "
         "then finish in-flight work within the drain deadline and exit.",
     )
-    parser.add_argument("-c", "--config", required=True, metavar="PATH", help="file or conf.d")
+    add_config_argument(parser)
     parser.add_argument(
         "--queue",
         action="append",
@@ -52,7 +54,7 @@ def add_run(subparsers: Subparsers) -> None:
         help=f"seconds to finish in-flight work after SIGTERM (default: ${DRAIN_ENV}, "
         f"else {DEFAULT_DRAIN_SECONDS:g}); keep it below systemd's TimeoutStopSec",
     )
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, config_status=EXIT_CONFIG)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,15 +65,7 @@ def run(args: argparse.Namespace) -> int:
     except argparse.ArgumentTypeError as exc:
         print(f"{DRAIN_ENV}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    try:
-        config = load_config(args.config)
-    except ConfigErrors as exc:
-        for error in exc.errors:
-            print(f"{error.location}: {error.problem}", file=sys.stderr)
-        return EXIT_CONFIG
-    except ConfigError as exc:
-        print(f"{exc.location}: {exc.problem}", file=sys.stderr)
-        return EXIT_CONFIG
+    config = load_config(args.config)
     known = [queue.name for queue in config.queues]
     unknown = [name for name in args.queue if name not in known]
     if unknown:
@@ -81,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    for queue in config.queues:
+        if not args.queue or queue.name in args.queue:
+            require(queue_extra(queue), f"{args.config}: queue {queue.name}")
     try:  # within seconds and in one line, rather than workers retrying into the journal
         check_sink(args.config, config.sink)
         check_brokers(args.config, config, args.queue)

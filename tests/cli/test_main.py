@@ -17,7 +17,7 @@ from consumer.cli import main
 from consumer.formats import FORMAT_NAMES, parse
 from consumer.model import CallEvent
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "tests/formats/samples"
 VALID_SAMPLES = sorted(path for path in SAMPLES.glob("*.json") if ".invalid." not in path.name)
 INVALID_SAMPLES = sorted(SAMPLES.glob("*.invalid.*"))
