@@ -350,8 +350,9 @@ def test_no_secret_survives_in_any_spelling(secret: str, before: str, after: str
     # When it is logged inside text, as a value, in a list, as bytes and in a repr
     log.info(before + secret + after, value=f"{before}{secret}{after}", items=[secret])
     log.info("bytes", raw=secret.encode(), holder=Holder(secret))
-    # Then the output holds none of its JSON spellings
-    output = buffer.getvalue()
+    # Then the output holds none of its JSON spellings (the newline that ends each JSON line is
+    # the format's, not a value's: JSON escapes a newline inside a value)
+    output = buffer.getvalue().replace("\n", "")
     for spelling in {
         secret,
         json.dumps(secret)[1:-1],
