@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import http.client
 import json
-import signal
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import psycopg
 import pytest
 
 from consumer.sources.http_auth import sign_huawei
-from tests.runtime.helpers import Daemon, free_port
+from tests.runtime.helpers import Start, free_port, started_daemons
 from tests.sinks.conftest import POSTGRES, schema_url
 
 pytestmark = pytest.mark.timeout(120)
@@ -33,24 +32,11 @@ APP_SECRET = "s3cret-for-the-replay-tests"
 PATH = "/push/huawei/privacy"
 BEIJING = timedelta(hours=8)
 
-Start = Callable[[Path, Path], Daemon]
-
 
 @pytest.fixture
 def start() -> Iterator[Start]:
     """Starts daemons; any still running when the test ends (it failed) is killed."""
-    started: list[Daemon] = []
-
-    def make(config: Path, workdir: Path) -> Daemon:
-        daemon = Daemon(config, workdir)
-        started.append(daemon)
-        daemon.wait_ready()
-        return daemon
-
-    yield make
-    for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.stop(signal.SIGKILL)
+    yield from started_daemons()
 
 
 @pytest.fixture

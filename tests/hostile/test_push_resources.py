@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import os
 import signal
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,30 +22,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.sources.http import DEFAULT_BODY_BYTES_IN_FLIGHT
 from consumer.testing.tcp_proxy import TcpProxy
-from tests.conformance.bodies import FORMAT, voice_report
+from tests.conformance.bodies import FORMAT
 from tests.hostile.test_push_replay import pg_url  # noqa: F401 - a fixture
-from tests.runtime.helpers import Daemon, free_port, wait_until
+from tests.runtime.helpers import Start, free_port, get, push, started_daemons, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
 MIB = 1_048_576
-Start = Callable[[Path, Path], Daemon]
 
 
 @pytest.fixture
 def start() -> Iterator[Start]:
-    started: list[Daemon] = []
-
-    def make(config: Path, workdir: Path) -> Daemon:
-        daemon = Daemon(config, workdir)
-        started.append(daemon)
-        daemon.wait_ready()
-        return daemon
-
-    yield make
-    for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.stop(signal.SIGKILL)
+    yield from started_daemons()
 
 
 def write_config(tmp_path: Path, sink_url: str, port: int, queue_extra: str = "") -> Path:
@@ -65,29 +52,6 @@ queues:
 """
     )
     return path
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        conn.close()
-
-
-def push(port: int, n: int) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request(
-            "POST", "/push/vms", body=voice_report(n), headers={"Content-Type": "application/json"}
-        )
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
 
 
 def answers(port: int, path: str) -> bool:

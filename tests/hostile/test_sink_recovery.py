@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import http.client
 import os
 import shutil
 import sqlite3
@@ -34,9 +33,9 @@ from consumer.sinks.postgres import PostgresSink
 from consumer.sinks.postgres import fault as postgres_fault
 from consumer.sinks.sqlite import SqliteSink
 from consumer.sinks.sqlite import fault as sqlite_fault
-from tests.conformance.bodies import FORMAT, call_id, voice_report
+from tests.conformance.bodies import FORMAT, call_id
 from tests.pipeline.conftest import QUEUE, FakeTime, retry, unit
-from tests.runtime.helpers import Daemon, free_port
+from tests.runtime.helpers import Daemon, free_port, push
 from tests.sinks.conftest import POSTGRES, schema_url
 from tests.sinks.helpers import count, query
 
@@ -168,20 +167,6 @@ def test_sqlite_writes_resume_after_the_files_were_read_only(
     assert stored_messages(sink) == message_ids(0, 10)
     assert count(sink, "calls") == 10
     sink.close()
-
-
-def push(port: int, n: int) -> int:
-    """POST receipt n to the daemon; its status."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request(
-            "POST", "/push/vms", body=voice_report(n), headers={"Content-Type": "application/json"}
-        )
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
 
 
 @pytest.mark.timeout(180)

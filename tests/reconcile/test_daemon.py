@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,12 +22,18 @@ import pytest
 from consumer.reconcile.rules import SHANGHAI
 from consumer.testing.fake_alicom import DESCRIBE_JOB, QUERY_CALL_DETAIL, FakeAlicomServer
 from tests.reconcile.peers import AK, INSTANCE, JOB, SK, VOICE_NOTICE
-from tests.runtime.helpers import Daemon, free_port, wait_until
-from tests.runtime.test_run import get
+from tests.runtime.helpers import (
+    POSTGRES,
+    Daemon,
+    free_port,
+    get,
+    postgres_schema,
+    started_daemons,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
-POSTGRES = os.environ.get("CONSUMER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 DEADLINES = "{aliyun_vms: 2s, aliyun_outbound_bot: 2s, huawei_voice: 2s, huawei_privacy: 2s,"
 DEADLINES += " moor7: 2s}"
 
@@ -41,18 +46,7 @@ def peer() -> Iterator[FakeAlicomServer]:
 
 @pytest.fixture
 def start() -> Iterator[Callable[[Path, Path], Daemon]]:
-    started: list[Daemon] = []
-
-    def make(config: Path, workdir: Path) -> Daemon:
-        daemon = Daemon(config, workdir)
-        started.append(daemon)
-        daemon.wait_ready()
-        return daemon
-
-    yield make
-    for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.stop(signal.SIGKILL)
+    yield from started_daemons()
 
 
 def config(path: Path, url: str, port: int, peer: FakeAlicomServer, give_up: str) -> Path:
@@ -135,7 +129,7 @@ def last_pass(path: Path) -> float:
 
 
 def metric_lines(port: int, prefix: str) -> set[str]:
-    status, text = get(port, "/metrics")
+    status, text = get(port, "/metrics", timeout=10)
     assert status == 200
     return {line for line in text.splitlines() if line.startswith(prefix)}
 
@@ -249,12 +243,7 @@ def test_the_daemon_fetches_what_is_owed_and_gives_up_on_the_unknown(
 
 @pytest.fixture
 def schema() -> Iterator[str]:
-    name = f"reconcile_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE SCHEMA "{name}"')
-    yield name
-    with psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    yield from postgres_schema(f"reconcile_{os.getpid()}_{uuid.uuid4().hex[:6]}")
 
 
 @pytest.mark.postgres

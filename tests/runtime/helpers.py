@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -12,9 +13,15 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import psycopg
+
+from tests.conformance.bodies import voice_report
+
+POSTGRES = os.environ.get("CONSUMER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 class NotifySocket:
@@ -120,6 +127,60 @@ class Daemon:
                 self._log.close()
                 self.notify.close()
         return code
+
+
+Start = Callable[[Path, Path], Daemon]
+
+
+def started_daemons(wait_ready: bool = True) -> Iterator[Start]:
+    """The body of a `start` fixture: starts daemons (and waits for READY=1 unless told not to);
+    any still running when the test ends (it failed) is killed."""
+    started: list[Daemon] = []
+
+    def make(config: Path, workdir: Path) -> Daemon:
+        daemon = Daemon(config, workdir)
+        started.append(daemon)
+        if wait_ready:
+            daemon.wait_ready()
+        return daemon
+
+    yield make
+    for daemon in started:
+        if daemon.process.poll() is None:
+            daemon.stop(signal.SIGKILL)  # its workers get SIGTERM from the kernel and exit
+
+
+def postgres_schema(name: str) -> Iterator[str]:
+    """The body of a fixture: the schema `name` in the test PostgreSQL, dropped afterwards."""
+    with psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE SCHEMA "{name}"')
+    yield name
+    with psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def get(port: int, path: str, timeout: float = 30.0) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+def push(port: int, n: int, timeout: float = 30.0) -> int:
+    """POST receipt n to the daemon's /push/vms; its status."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(
+            "POST", "/push/vms", body=voice_report(n), headers={"Content-Type": "application/json"}
+        )
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
 
 
 def free_port() -> int:

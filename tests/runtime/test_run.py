@@ -4,12 +4,11 @@ counted twice (one row per distinct message, however often it was delivered)."""
 
 from __future__ import annotations
 
-import http.client
 import os
 import signal
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,27 +18,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conformance.bodies import FORMAT, call_id, voice_report
-from tests.runtime.helpers import Daemon, free_port, wait_until
+from tests.runtime import helpers
+from tests.runtime.helpers import Start, free_port, get, started_daemons, wait_until
 
 pytestmark = pytest.mark.timeout(180)
-
-Start = Callable[[Path, Path], Daemon]
 
 
 @pytest.fixture
 def start() -> Iterator[Start]:
     """Starts daemons; any still running when the test ends (it failed) is killed."""
-    started: list[Daemon] = []
-
-    def make(config: Path, workdir: Path) -> Daemon:
-        daemon = Daemon(config, workdir)
-        started.append(daemon)
-        return daemon
-
-    yield make
-    for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.stop(signal.SIGKILL)  # its workers get SIGTERM from the kernel and exit
+    yield from started_daemons(wait_ready=False)
 
 
 def write_config(tmp_path: Path, port: int, queues: str) -> Path:
@@ -61,35 +49,17 @@ def stored_call_ids(tmp_path: Path) -> list[str]:
         return [row[0] for row in db.execute("SELECT call_id FROM call_events")]
 
 
-def get(port: int, path: str) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        conn.close()
-
-
 def push(port: int, n: int) -> int:
     """POST receipt n; the status, or 0 when the connection failed (the sender retries later)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        conn.request(
-            "POST", "/push/vms", body=voice_report(n), headers={"Content-Type": "application/json"}
-        )
-        response = conn.getresponse()
-        response.read()
-        return response.status
+        return helpers.push(port, n, timeout=10)
     except OSError:
         return 0
-    finally:
-        conn.close()
 
 
 def scrape(port: int) -> dict[tuple[str, str], float]:
     """/metrics as {(sample name, queue): value}, summed over other labels."""
-    status, text = get(port, "/metrics")
+    status, text = get(port, "/metrics", timeout=10)
     assert status == 200
     found: dict[tuple[str, str], float] = {}
     for family in text_string_to_metric_families(text):
@@ -181,8 +151,8 @@ def test_endpoints_forwarding_sighup_and_an_orphaned_worker(tmp_path: Path, star
         # When one receipt is pushed
         assert push(port, 1) == 200
         # Then health, readiness and metrics answer, and the event is forwarded
-        assert get(port, "/healthz") == (200, "ok\n")
-        assert get(port, "/readyz") == (200, "ready\n")
+        assert get(port, "/healthz", timeout=10) == (200, "ok\n")
+        assert get(port, "/readyz", timeout=10) == (200, "ready\n")
         metrics = scrape(port)
         assert metrics[("consumer_events_written_total", "vms")] == 1
         assert metrics[("consumer_inflight_messages", "vms")] == 0

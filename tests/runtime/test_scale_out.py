@@ -18,12 +18,11 @@ import psycopg
 import pytest
 
 from tests.conformance.bodies import FORMAT, call_id, voice_report
-from tests.runtime.helpers import Daemon, free_port, wait_until
+from tests.runtime.helpers import POSTGRES, Daemon, free_port, postgres_schema, wait_until
 from tests.runtime.test_run import scrape
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.postgres]
 
-POSTGRES = os.environ.get("CONSUMER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 MNS_QUEUE = "Alicom-Queue-123-VoiceReport"
 TOPIC = "CALLS"
 GROUP = "GID_consumer"
@@ -33,12 +32,7 @@ PER_QUEUE = 300
 @pytest.fixture
 def schema() -> Iterator[str]:
     """A schema of this test's own in the shared database, dropped afterwards."""
-    name = f"runtime_scale_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE SCHEMA "{name}"')
-    yield name
-    with psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    yield from postgres_schema(f"runtime_scale_{os.getpid()}_{uuid.uuid4().hex[:6]}")
 
 
 def host_config(path: Path, schema: str, mns: Any, rocketmq: Any, port: int) -> Path:
