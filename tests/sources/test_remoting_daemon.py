@@ -9,12 +9,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from consumer.testing.fake_remoting import FakeRemoting
 from tests.conformance import bodies
-from tests.runtime.helpers import free_port
+from tests.runtime.helpers import free_port, wait_until
 from tests.sources.remoting_env import librocketmq
 
 TOPIC = "VOICE_REPORT_TOPIC"
@@ -35,13 +34,28 @@ def stored(db: Path) -> int:
         return 0
 
 
-def wait_for(condition: object, timeout: float, what: str) -> None:
-    assert callable(condition)
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.1)
+def write_config(
+    tmp_path: Path, fake: FakeRemoting, queue: str = "", rocketmq: str = ""
+) -> tuple[Path, Path]:
+    """The database and a configuration of one queue on `fake`, with `queue` and `rocketmq`
+    (YAML lines) added to the queue and its rocketmq section."""
+    db = tmp_path / "events.db"
+    config = tmp_path / "consumer.yaml"
+    config.write_text(
+        f"""sink: {{url: "sqlite:///{db}"}}
+http: {{listen: "127.0.0.1:${{HTTP_PORT}}"}}
+queues:
+  - name: {QUEUE}
+    source: rocketmq
+    format: {bodies.FORMAT}
+{queue}    rocketmq:
+      protocol: remoting
+      endpoints: {fake.namesrv}
+      topic: {TOPIC}
+      group: {GROUP}
+{rocketmq}"""
+    )
+    return db, config
 
 
 def start(config: Path, home: Path) -> subprocess.Popen[bytes]:
@@ -77,29 +91,19 @@ def test_a_daemon_killed_mid_run_loses_and_duplicates_nothing(tmp_path: Path) ->
             fake.publish(bodies.voice_report(n), tags="VoiceReport")
         fake.publish(bodies.NOT_JSON, tags="VoiceReport")
         fake.publish(bodies.NOT_UTF8, tags="VoiceReport")
-        db = tmp_path / "events.db"
-        config = tmp_path / "consumer.yaml"
-        config.write_text(
-            f"""sink: {{url: "sqlite:///{db}"}}
-http: {{listen: "127.0.0.1:${{HTTP_PORT}}"}}
-queues:
-  - name: {QUEUE}
-    source: rocketmq
-    format: {bodies.FORMAT}
-    max_deliveries: 5
-    retry: {{attempts: 5, initial: 10ms, max: 100ms, total: 5s}}
-    rocketmq:
-      protocol: remoting
-      endpoints: {fake.namesrv}
-      topic: {TOPIC}
-      group: {GROUP}
-      tag: VoiceReport
+        db, config = write_config(
+            tmp_path,
+            fake,
+            queue="""    max_deliveries: 5
+    retry: {attempts: 5, initial: 10ms, max: 100ms, total: 5s}
+""",
+            rocketmq="""      tag: VoiceReport
       batch_size: 16
-"""
+""",
         )
         first = start(config, tmp_path)
         try:
-            wait_for(lambda: stored(db) >= CALLS // 3, 90, "a third of the receipts stored")
+            wait_until(lambda: stored(db) >= CALLS // 3, 90, "a third of the receipts stored")
             # When the daemon is killed with SIGKILL in the middle of the run
             os.killpg(first.pid, signal.SIGKILL)
             first.wait(10)
@@ -110,7 +114,7 @@ queues:
         # Then a new daemon finishes the topic
         second = start(config, tmp_path)
         try:
-            wait_for(lambda: fake.drained(GROUP), 120, "the group to commit past every message")
+            wait_until(lambda: fake.drained(GROUP), 120, "the group to commit past every message")
             os.killpg(second.pid, signal.SIGTERM)
             assert second.wait(30) == 0
         finally:
@@ -132,22 +136,8 @@ def test_a_daemon_with_refused_credentials_exits_78(tmp_path: Path) -> None:
     with FakeRemoting(TOPIC, long_poll_cap=0.5, credentials={"LTAIak": "s3cret"}) as fake:
         # Given a broker with ACL and a daemon configured with a wrong secret key
         fake.publish(bodies.voice_report(1), tags="VoiceReport")
-        db = tmp_path / "events.db"
-        config = tmp_path / "consumer.yaml"
-        config.write_text(
-            f"""sink: {{url: "sqlite:///{db}"}}
-http: {{listen: "127.0.0.1:${{HTTP_PORT}}"}}
-queues:
-  - name: {QUEUE}
-    source: rocketmq
-    format: {bodies.FORMAT}
-    rocketmq:
-      protocol: remoting
-      endpoints: {fake.namesrv}
-      topic: {TOPIC}
-      group: {GROUP}
-      credentials: {{username: LTAIak, password: wrong}}
-"""
+        db, config = write_config(
+            tmp_path, fake, rocketmq="      credentials: {username: LTAIak, password: wrong}\n"
         )
         # When it runs
         daemon = start(config, tmp_path)
