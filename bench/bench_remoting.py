@@ -64,39 +64,15 @@ def push_loop(fake: Any, total: int, group: str) -> float:
 
 def pipeline(fake: Any, total: int, group: str, folder: str) -> float:
     """Seconds for RemotingSource + Worker + SQLite to store and acknowledge `total` messages."""
-    from consumer.config.model import RetryConfig, RocketMqConfig, SinkConfig
-    from consumer.formats import get_format
-    from consumer.pipeline import Counters, Pipeline, Worker
-    from consumer.sinks import open_sink
+    from bench.bench_rocketmq import drain
+    from consumer.config.model import RocketMqConfig
     from consumer.sources.remoting import RemotingSource
 
-    sink = open_sink(SinkConfig(url=f"sqlite:///{folder}/{group}.db"))
-    sink.migrate()
-    counters = Counters()
     config = RocketMqConfig(
         protocol="remoting", endpoints=fake.namesrv, topic=TOPIC, group=group, batch_size=BATCH
     )
     source = RemotingSource(config, state_dir=folder)
-    worker = Worker(
-        source,
-        Pipeline(
-            queue="outbound-bot",
-            format=get_format("aliyun.outbound_bot"),
-            sink=sink,
-            retry=RetryConfig(),
-            metrics=counters,
-        ),
-        batch_size=BATCH,
-        wait=1,
-    )
-    try:
-        started = time.perf_counter()
-        while counters["outbound-bot"].acknowledged < total:
-            worker.run_once()
-        return time.perf_counter() - started
-    finally:
-        source.close()
-        sink.close()
+    return drain(source, total, f"{folder}/{group}.db", batch_size=BATCH)
 
 
 def _summary(name: str, total: int, seconds: list[float]) -> tuple[str, float]:

@@ -100,22 +100,29 @@ def source_loop(fake: Any, total: int, topic: str, group: str) -> float:
 
 def pipeline(fake: Any, total: int, topic: str, group: str, folder: str) -> float:
     """Seconds for RocketMQSource + Worker + SQLite to store and ack `total` messages."""
-    from consumer.config.model import RetryConfig, RocketMqConfig, SinkConfig
-    from consumer.formats import get_format
-    from consumer.pipeline import Counters, Pipeline, Worker
-    from consumer.sinks import open_sink
+    from consumer.config.model import RocketMqConfig
     from consumer.sources.rocketmq import RocketMQSource
 
-    sink = open_sink(SinkConfig(url=f"sqlite:///{folder}/{group}.db"))
-    sink.migrate()
-    counters = Counters()
     config = RocketMqConfig(
         endpoints=fake.endpoint,
         topic=topic,
         group=group,
         invisible_duration=timedelta(seconds=INVISIBLE),
     )
-    source = RocketMQSource(config, min_wait=1)
+    return drain(RocketMQSource(config, min_wait=1), total, f"{folder}/{group}.db")
+
+
+def drain(source: Any, total: int, database: str, batch_size: int = BATCH) -> float:
+    """Seconds for `source` + Worker + SQLite at `database` to store and ack `total` Outbound
+    Bot messages; closes the source. The pipeline side of every RocketMQ bench."""
+    from consumer.config.model import RetryConfig, SinkConfig
+    from consumer.formats import get_format
+    from consumer.pipeline import Counters, Pipeline, Worker
+    from consumer.sinks import open_sink
+
+    sink = open_sink(SinkConfig(url=f"sqlite:///{database}"))
+    sink.migrate()
+    counters = Counters()
     worker = Worker(
         source,
         Pipeline(
@@ -125,7 +132,7 @@ def pipeline(fake: Any, total: int, topic: str, group: str, folder: str) -> floa
             retry=RetryConfig(),
             metrics=counters,
         ),
-        batch_size=BATCH,
+        batch_size=batch_size,
         wait=1,
     )
     try:
