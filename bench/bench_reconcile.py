@@ -14,29 +14,23 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import statistics
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import structlog
 from prometheus_client import CollectorRegistry
 
+from bench import bench_sinks
 from consumer.config.model import ReconcileConfig
 from consumer.model import Provider
 from consumer.reconcile.metrics import ReconcileMetrics
 from consumer.reconcile.runner import Reconciler
-from consumer.sinks.postgres import PostgresSink
 from consumer.sinks.reconcile import CallStates
 from consumer.sinks.sql import SqlSink
-from consumer.sinks.sqlite import SqliteSink
 
-POSTGRES = os.environ.get("CONSUMER_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 PROVIDERS = [p.value for p in Provider]
 
@@ -169,28 +163,12 @@ def one_pass(sink: SqlSink) -> float:
     return elapsed * 1000 if overdue else float("nan")
 
 
-@contextmanager
-def sqlite_sink() -> Iterator[SqlSink]:
-    with tempfile.TemporaryDirectory() as folder:
-        sink = SqliteSink(os.path.join(folder, "bench.db"))
-        try:
-            yield sink
-        finally:
-            sink.close()
+def sqlite_sink() -> AbstractContextManager[SqlSink]:
+    return bench_sinks.sqlite_sink(forwarders=())
 
 
-@contextmanager
-def postgres_sink() -> Iterator[SqlSink]:
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-        url = f"{POSTGRES}?options=-csearch_path%3D{schema}"
-        sink = PostgresSink(url, min_size=1, max_size=1)
-        try:
-            yield sink
-        finally:
-            sink.close()
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+def postgres_sink() -> AbstractContextManager[SqlSink]:
+    return bench_sinks.postgres_sink(forwarders=(), min_size=1, max_size=1)
 
 
 def spread(values: list[float]) -> str:

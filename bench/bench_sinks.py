@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -71,9 +71,10 @@ def measure(sink: SqlSink, batch: int, seconds: float) -> float:
 
 
 @contextmanager
-def sqlite_sink() -> Iterator[SqlSink]:
+def sqlite_sink(forwarders: Sequence[str] = ("bench",)) -> Iterator[SqlSink]:
+    """A sink on a throw-away SQLite file (also used by the other benches)."""
     with tempfile.TemporaryDirectory() as folder:
-        sink = SqliteSink(os.path.join(folder, "bench.db"), forwarders=["bench"])
+        sink = SqliteSink(os.path.join(folder, "bench.db"), forwarders=forwarders)
         try:
             yield sink
         finally:
@@ -81,11 +82,14 @@ def sqlite_sink() -> Iterator[SqlSink]:
 
 
 @contextmanager
-def postgres_sink() -> Iterator[SqlSink]:
+def postgres_sink(forwarders: Sequence[str] = ("bench",), **pool: int) -> Iterator[SqlSink]:
+    """A sink on a throw-away PostgreSQL schema, dropped afterwards (also used by the other
+    benches); `pool` sizes the connection pool."""
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5) as admin:
         admin.execute(f'CREATE SCHEMA "{schema}"')
-        sink = PostgresSink(f"{POSTGRES}?options=-csearch_path%3D{schema}", forwarders=["bench"])
+        url = f"{POSTGRES}?options=-csearch_path%3D{schema}"
+        sink = PostgresSink(url, forwarders=forwarders, **pool)
         try:
             yield sink
         finally:
