@@ -8,7 +8,9 @@ conf.d, a secret read from /dev/zero). The reference is the strongest plain case
 check` on the shipped config/local.yaml, a valid file, which costs what starting the command
 costs; `load_config` is the loading alone, timed in this process. Rounds are interleaved (every
 configuration once per round), so a busy machine weighs on all of them alike. Target: each
-rejected in under 2 s and under 200 MB; the exit status is 1 when a median misses it.
+rejected in under 2 s and under 200 MB; the exit status is 1 when a median misses it. Last, the
+CPU cost of one duration value ending in 10k and in 100k spaces and a stray letter (once
+quadratic): linear means about 10 times as much for 10 times the spaces.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from consumer.config.fields import parse_duration
 from consumer.config.load import load_config
 from consumer.errors import ConfigError
 from tests.hostile.config_bombs import BOMBS
@@ -63,6 +66,18 @@ def run_load(path: Path) -> float:
     with contextlib.suppress(ConfigError):
         load_config(path)
     return time.perf_counter() - started
+
+
+def duration_ms(spaces: int, rounds: int) -> float:
+    """Median CPU ms of parsing `1`, `spaces` spaces and an `x` (refused) as a duration."""
+    text = "1" + " " * spaces + "x"
+    costs = []
+    for _ in range(rounds):
+        started = time.process_time()
+        with contextlib.suppress(ValueError):
+            parse_duration(text)
+        costs.append((time.process_time() - started) * 1000)
+    return statistics.median(costs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{peak:>13.1f}  {exits:>4}  "
             f"{'yes' if ok else 'NO'}"
         )
+    small, large = duration_ms(10_000, args.rounds), duration_ms(100_000, args.rounds)
+    print(
+        f"a duration with trailing spaces, CPU median: 10k spaces {small:.2f} ms, "
+        f"100k spaces {large:.2f} ms ({large / small:.1f}x for 10x)"
+    )
     return 1 if missed else 0
 
 
