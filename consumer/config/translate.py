@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 import types
 import typing
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, SecretStr
@@ -34,58 +36,127 @@ _EXPECTED = {
 }
 
 
+@dataclass(frozen=True)
+class _Error:
+    """One pydantic error with what its wording needs: where it is shown, the field, the value."""
+
+    loc: KeyPath
+    where: KeyPath
+    owner: type[BaseModel] | None
+    info: FieldInfo | None
+    annotation: Any
+    ctx: dict[str, Any]
+    value: Any
+    secret: bool
+    msg: str
+
+    @property
+    def shown(self) -> str:
+        return "(not shown: secret)" if self.secret else _short(self.value)
+
+
 def translate(error: ErrorDetails) -> tuple[KeyPath, str]:
     loc = tuple(error["loc"])
     where, owner, info, annotation = _walk(loc)
-    kind = error["type"]
-    ctx = error.get("ctx") or {}
-    secret = info is not None and _mentions(info.annotation, SecretStr)
-    value = error.get("input")
-    shown = "(not shown: secret)" if secret else _short(value)
-    if kind == "missing":
-        return where, "required key is missing"
-    if kind == "extra_forbidden":
-        allowed = list(owner.model_fields) if owner is not None else []
-        key = str(loc[-1]) if loc else ""
-        close = difflib.get_close_matches(key, allowed, n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        return where, f"unknown key{hint} (allowed here: {', '.join(allowed)})"
-    if kind == "literal_error":
-        expected = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
-        return where, f"bad value {shown}; allowed: {expected}"
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        discriminator = str(ctx.get("discriminator", "mode")).strip("'")
-        tags = ", ".join(_tags(annotation, discriminator))
-        if kind == "union_tag_not_found":
-            return (*where, discriminator), f"required key is missing; one of: {tags}"
-        return (*where, discriminator), f"bad value {_short(ctx.get('tag'))}; allowed: {tags}"
-    if kind in _EXPECTED:
-        hint = ' (put it in quotes: "...")' if kind == "string_type" and _is_scalar(value) else ""
-        got = "something else (not shown: secret)" if secret else _kind_of(value)
-        return where, f"wrong type: expected {_EXPECTED[kind]}, got {got}{hint}"
-    if kind == "string_pattern_mismatch":
-        description = info.description if info is not None and info.description else None
-        rule = description or f"must match {ctx.get('pattern')}"
-        return where, f"bad value {shown}: must be {rule}" if description else f"{shown}: {rule}"
-    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        words = {
-            "greater_than_equal": "at least",
-            "greater_than": "more than",
-            "less_than_equal": "at most",
-            "less_than": "less than",
-        }[kind]
-        limit = next(iter(ctx.values()), "?")
-        return where, f"bad value {shown}: must be {words} {limit}"
-    if kind == "too_short":
-        if loc == ("queues",):
-            return where, "no queues: add at least one"
-        return where, f"needs at least {ctx.get('min_length')} item(s)"
-    if kind == "too_long":
-        return where, f"allows at most {ctx.get('max_length')} item(s)"
-    message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if secret:
-        message = message.replace(repr(value), "(secret)")
-    return where, message
+    found = _Error(
+        loc=loc,
+        where=where,
+        owner=owner,
+        info=info,
+        annotation=annotation,
+        ctx=dict(error.get("ctx") or {}),
+        value=error.get("input"),
+        secret=info is not None and _mentions(info.annotation, SecretStr),
+        msg=str(error["msg"]),
+    )
+    return _HANDLERS.get(error["type"], _message)(error["type"], found)
+
+
+def _missing(kind: str, error: _Error) -> tuple[KeyPath, str]:
+    return error.where, "required key is missing"
+
+
+def _unknown_key(kind: str, error: _Error) -> tuple[KeyPath, str]:
+    allowed = list(error.owner.model_fields) if error.owner is not None else []
+    key = str(error.loc[-1]) if error.loc else ""
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return error.where, f"unknown key{hint} (allowed here: {', '.join(allowed)})"
+
+
+def _not_allowed(kind: str, error: _Error) -> tuple[KeyPath, str]:
+    expected = str(error.ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
+    return error.where, f"bad value {error.shown}; allowed: {expected}"
+
+
+def _union_tag(kind: str, error: _Error) -> tuple[KeyPath, str]:
+    discriminator = str(error.ctx.get("discriminator", "mode")).strip("'")
+    tags = ", ".join(_tags(error.annotation, discriminator))
+    where = (*error.where, discriminator)
+    if kind == "union_tag_not_found":
+        return where, f"required key is missing; one of: {tags}"
+    return where, f"bad value {_short(error.ctx.get('tag'))}; allowed: {tags}"
+
+
+def _wrong_type(kind: str, error: _Error) -> tuple[KeyPath, str]:
+    quote = kind == "string_type" and _is_scalar(error.value)
+    hint = ' (put it in quotes: "...")' if quote else ""
+    got = "something else (not shown: secret)" if error.secret else _kind_of(error.value)
+    return error.where, f"wrong type: expected {_EXPECTED[kind]}, got {got}{hint}"
+
+
+def _pattern(kind: str, error: _Error) -> tuple[KeyPath, str]:
+    description = error.info.description if error.info is not None else None
+    if description:
+        return error.where, f"bad value {error.shown}: must be {description}"
+    return error.where, f"{error.shown}: must match {error.ctx.get('pattern')}"
+
+
+_BOUNDS = {
+    "greater_than_equal": "at least",
+    "greater_than": "more than",
+    "less_than_equal": "at most",
+    "less_than": "less than",
+}
+
+
+def _bound(kind: str, error: _Error) -> tuple[KeyPath, str]:
+    limit = next(iter(error.ctx.values()), "?")
+    return error.where, f"bad value {error.shown}: must be {_BOUNDS[kind]} {limit}"
+
+
+def _too_short(kind: str, error: _Error) -> tuple[KeyPath, str]:
+    if error.loc == ("queues",):
+        return error.where, "no queues: add at least one"
+    return error.where, f"needs at least {error.ctx.get('min_length')} item(s)"
+
+
+def _too_long(kind: str, error: _Error) -> tuple[KeyPath, str]:
+    return error.where, f"allows at most {error.ctx.get('max_length')} item(s)"
+
+
+def _message(kind: str, error: _Error) -> tuple[KeyPath, str]:
+    """A validator's own message (ours, in an operator's words already), a secret taken out."""
+    message = error.msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if error.secret:
+        message = message.replace(repr(error.value), "(secret)")
+    return error.where, message
+
+
+_Handler = Callable[[str, _Error], tuple[KeyPath, str]]
+_HANDLERS: dict[str, _Handler] = {
+    "missing": _missing,
+    "extra_forbidden": _unknown_key,
+    "literal_error": _not_allowed,
+    "union_tag_invalid": _union_tag,
+    "union_tag_not_found": _union_tag,
+    **dict.fromkeys(_EXPECTED, _wrong_type),
+    "string_pattern_mismatch": _pattern,
+    **dict.fromkeys(_BOUNDS, _bound),
+    "too_short": _too_short,
+    "too_long": _too_long,
+}
+"""How each kind of pydantic error is worded; any other kind is the validator's own message."""
 
 
 def _walk(loc: KeyPath) -> tuple[KeyPath, type[BaseModel] | None, FieldInfo | None, Any]:
