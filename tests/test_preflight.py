@@ -66,7 +66,18 @@ def pull_queues(mns_port: int, rocketmq_port: int) -> str:
 """
 
 
-@pytest.mark.parametrize("command", [["dead-letters", "list"], ["dead-letters", "replay"], ["run"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["dead-letters", "list"],
+        ["dead-letters", "replay"],
+        ["recordings", "list"],
+        ["recordings", "retry"],
+        ["calls", "overdue"],
+        ["reconcile"],
+        ["run"],
+    ],
+)
 def test_a_database_that_is_down_fails_every_command_with_one_line(
     tmp_path: Path, closed_port: int, capsys: pytest.CaptureFixture[str], command: list[str]
 ) -> None:

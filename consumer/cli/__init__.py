@@ -2,7 +2,8 @@
 
 Each subcommand is one `add_*` function that declares its parser and sets `handler`, a function
 from the parsed arguments to the exit status; `COMMANDS` registers it with one line. Handlers let
-a `ConfigError` propagate: `main` prints it and picks the exit status (`consumer.cli.common`).
+a `ConfigError` or `Unreachable` propagate: `main` prints it and picks the exit status
+(`consumer.cli.common`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Sequence
 from consumer import __version__
 from consumer.cli.check import add_check, masked
 from consumer.cli.common import (
+    EXIT_FAILED,
     Handler,
     Subparsers,
     config_error_status,
@@ -25,6 +27,7 @@ from consumer.cli.reconcile import add_calls, add_reconcile
 from consumer.cli.recordings import add_recordings
 from consumer.cli.run import add_run
 from consumer.errors import ConfigError
+from consumer.preflight import Unreachable
 from consumer.runtime.demo import add_demo
 
 COMMANDS: list[Callable[[Subparsers], None]] = [
@@ -67,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         report_config_error(exc)
         return config_error_status(args)
+    except Unreachable as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FAILED
 
 
 __all__ = ["COMMANDS", "Subparsers", "build_parser", "main", "masked", "report_config_error"]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from consumer.cli.common import EXIT_OK, add_config_argument, plural
+from consumer.cli.common import EXIT_OK, add_command, plural
 from consumer.config.load import load_config
 from consumer.config.model import Config
 from consumer.config.secrets import mask_secrets
@@ -18,13 +18,13 @@ if TYPE_CHECKING:
 
 
 def add_check(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
+    add_command(
+        subparsers,
         "check",
-        help="validate a configuration without connecting anywhere",
-        description="Validate PATH and print every queue's resolved settings, secrets masked.",
+        "validate a configuration without connecting anywhere",
+        "Validate PATH and print every queue's resolved settings, secrets masked.",
+        check,
     )
-    add_config_argument(parser)
-    parser.set_defaults(handler=check)
 
 
 def check(args: argparse.Namespace) -> int:

@@ -4,19 +4,26 @@ The policy (the command-line contract in README.md): a handler returns 0 when it
 1 when it did not (bad configuration, database unavailable, unknown id, a failed query). `run`
 alone exits 78 (EX_CONFIG) for a configuration that cannot run, so that systemd's
 `RestartPreventExitStatus=78` stops restarting it; it says so by `config_status=EXIT_CONFIG` in
-its parser defaults. A handler lets `ConfigError` propagate: `main` prints it here, once.
+its parser defaults. A handler lets `ConfigError` and `Unreachable` propagate: `main` prints
+them here, once.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections.abc import Callable, Sequence
-from typing import TypeAlias
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeAlias
 
 from consumer.config.load import ConfigErrors
-from consumer.errors import ConfigError
+from consumer.config.model import SinkConfig
+from consumer.errors import ConfigError, TransientError
+from consumer.preflight import Unreachable, check_sink, sink_problem
 from consumer.runtime.spec import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+from consumer.sinks import open_sink
+from consumer.sinks.sql import SqlSink
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Handler = Callable[[argparse.Namespace], int]
@@ -33,6 +40,24 @@ def config_error_status(args: argparse.Namespace) -> int:
     """The exit status of a configuration error for the command `args` ran."""
     status: int = getattr(args, "config_status", EXIT_FAILED)
     return status
+
+
+def add_command(
+    subparsers: Subparsers,
+    name: str,
+    help_text: str,
+    description: str | None,
+    handler: Handler,
+    *,
+    config: bool = True,
+) -> argparse.ArgumentParser:
+    """A command's (or an action's) parser, with its `-c PATH` unless it reads no configuration,
+    and its handler."""
+    parser = subparsers.add_parser(name, help=help_text, description=description)
+    if config:
+        add_config_argument(parser)
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def add_actions(subparsers: Subparsers, name: str, help_text: str, description: str) -> Subparsers:
@@ -77,6 +102,27 @@ def positive_id(noun: str) -> Callable[[str], int]:
     return parse
 
 
+@contextmanager
+def migrated_sink(config_path: str, sink: SinkConfig) -> Iterator[SqlSink]:
+    """The configured sink, migrated, closed after use. A database that cannot be reached, or
+    fails meanwhile, is `Unreachable`: one line naming the file, the sink and the cause."""
+    check_sink(config_path, sink)
+    opened = open_sink(sink)
+    try:
+        opened.migrate()
+        yield opened
+    except TransientError as exc:
+        raise Unreachable(sink_problem(config_path, sink, exc)) from exc
+    finally:
+        opened.close()
+
+
+def print_json_lines(items: Iterable[dict[str, Any]]) -> None:
+    """`--json`: one object per line, non-ASCII text as it is."""
+    for item in items:
+        print(json.dumps(item, ensure_ascii=False))
+
+
 def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Left-aligned columns two spaces apart, as `ps` prints them."""
     widths = [max(len(cells[i]) for cells in [header, *rows]) for i in range(len(header))]
@@ -103,12 +149,15 @@ __all__ = [
     "Handler",
     "Subparsers",
     "add_actions",
+    "add_command",
     "add_config_argument",
     "add_ids_argument",
     "add_json_argument",
     "config_error_status",
+    "migrated_sink",
     "plural",
     "positive_id",
+    "print_json_lines",
     "report_config_error",
     "shorten",
     "text_table",

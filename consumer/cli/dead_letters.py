@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import json
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,21 +16,19 @@ from consumer.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     add_actions,
-    add_config_argument,
+    add_command,
     add_ids_argument,
     add_json_argument,
+    migrated_sink,
+    print_json_lines,
     shorten,
     text_table,
 )
 from consumer.config.load import load_config
-from consumer.config.model import Config
-from consumer.errors import TransientError
 from consumer.logs import configure_from
 from consumer.model import rfc3339
 from consumer.pipeline.replay import replay
-from consumer.preflight import Unreachable, check_sink, sink_problem
-from consumer.sinks import open_sink
-from consumer.sinks.base import DeadLetterRow, Sink
+from consumer.sinks.base import DeadLetterRow
 
 if TYPE_CHECKING:
     from consumer.cli.common import Subparsers
@@ -44,73 +41,44 @@ def add_dead_letters(subparsers: Subparsers) -> None:
         "show quarantined messages, or push them through the pipeline again",
         "Quarantined messages (the dead_letters table) of the configured sink.",
     )
-    listing = actions.add_parser(
+    listing = add_command(
+        actions,
         "list",
-        help="show quarantined messages",
-        description="One line per quarantined message; --json prints every column, the raw "
+        "show quarantined messages",
+        "One line per quarantined message; --json prints every column, the raw "
         "payload as base64 (and as text when it is UTF-8).",
+        list_command,
     )
-    add_config_argument(listing)
     add_json_argument(listing)
-    listing.set_defaults(handler=list_command)
-    again = actions.add_parser(
+    again = add_command(
+        actions,
         "replay",
-        help="normalize and store quarantined messages again",
-        description="Normalize each quarantined message with its queue's format and store it. "
+        "normalize and store quarantined messages again",
+        "Normalize each quarantined message with its queue's format and store it. "
         "Messages that now store are removed; those that still fail are kept with the new error.",
+        replay_command,
     )
-    add_config_argument(again)
     add_ids_argument(
         again, "dead letter", "replay only this dead letter (repeatable); default: all"
     )
-    again.set_defaults(handler=replay_command)
-
-
-def _open(args: argparse.Namespace) -> tuple[Config, Sink] | None:
-    config = load_config(args.config)
-    try:
-        check_sink(args.config, config.sink)
-    except Unreachable as exc:
-        print(exc, file=sys.stderr)
-        return None
-    return config, open_sink(config.sink)
 
 
 def list_command(args: argparse.Namespace) -> int:
-    opened = _open(args)
-    if opened is None:
-        return EXIT_FAILED
-    config, sink = opened
-    try:
-        sink.migrate()
+    config = load_config(args.config)
+    with migrated_sink(args.config, config.sink) as sink:
         rows = sink.dead_letters()
-    except TransientError as exc:
-        print(sink_problem(args.config, config.sink, exc), file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        sink.close()
     if args.json:
-        for row in rows:
-            print(json.dumps(row_json(row), ensure_ascii=False))
-        return EXIT_OK
-    print(format_table(rows))
+        print_json_lines(row_json(row) for row in rows)
+    else:
+        print(format_table(rows))
     return EXIT_OK
 
 
 def replay_command(args: argparse.Namespace) -> int:
-    opened = _open(args)
-    if opened is None:
-        return EXIT_FAILED
-    config, sink = opened
+    config = load_config(args.config)
     configure_from(config)
-    try:
-        sink.migrate()
+    with migrated_sink(args.config, config.sink) as sink:
         report = replay(config, sink, args.ids)
-    except TransientError as exc:
-        print(sink_problem(args.config, config.sink, exc), file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        sink.close()
     for row, result in report.stored:
         print(f"#{row.id} {row.queue} {row.message_id}: stored ({result.events} events), removed")
     for row, result in report.failing:

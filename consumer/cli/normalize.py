@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from consumer.cli.common import EXIT_FAILED, EXIT_OK
+from consumer.cli.common import EXIT_FAILED, EXIT_OK, add_command
 from consumer.errors import InvalidMessage
 from consumer.formats import FORMAT_NAMES, get_format
 
@@ -16,11 +16,14 @@ if TYPE_CHECKING:
 
 
 def add_normalize(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "normalize",
-        help="print the normalized events of one raw message body",
-        description="Read one raw message body (FILE, or stdin) and print each normalized "
+        "print the normalized events of one raw message body",
+        "Read one raw message body (FILE, or stdin) and print each normalized "
         "event as one JSON object per line.",
+        normalize,
+        config=False,
     )
     parser.add_argument(
         "--format",
@@ -30,7 +33,6 @@ def add_normalize(subparsers: Subparsers) -> None:
         help=f"one of: {', '.join(FORMAT_NAMES)}",
     )
     parser.add_argument("file", nargs="?", default="-", metavar="FILE", help="default: stdin")
-    parser.set_defaults(handler=normalize)
 
 
 def normalize(args: argparse.Namespace) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -13,19 +12,19 @@ from consumer.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     add_actions,
-    add_config_argument,
+    add_command,
     add_json_argument,
+    migrated_sink,
     plural,
+    print_json_lines,
     text_table,
 )
 from consumer.config.load import load_config
 from consumer.config.model import ReconcileConfig
-from consumer.errors import TransientError
 from consumer.logs import configure_from
 from consumer.model import Provider
 from consumer.reconcile.rules import State
 from consumer.reconcile.runner import LEASE, Answer, Reconciler, build_queries
-from consumer.sinks import open_sink
 from consumer.sinks.reconcile import CallStates, OwedCall
 
 if TYPE_CHECKING:
@@ -34,25 +33,26 @@ if TYPE_CHECKING:
 
 def add_calls(subparsers: Subparsers) -> None:
     actions = add_actions(subparsers, "calls", "inspect calls", "Calls of the configured sink.")
-    overdue = actions.add_parser(
+    overdue = add_command(
+        actions,
         "overdue",
-        help="list the calls still owed a final record past their deadline",
-        description="Calls without their final record past their provider's deadline "
+        "list the calls still owed a final record past their deadline",
+        "Calls without their final record past their provider's deadline "
         "(reconcile.deadlines), oldest last event first.",
+        overdue_command,
     )
-    add_config_argument(overdue)
     add_json_argument(overdue)
-    overdue.set_defaults(handler=overdue_command)
 
 
 def add_reconcile(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "reconcile",
-        help="ask the providers' query APIs now for the overdue calls' final records",
-        description="Ask the query API of each overdue call's provider (or of the named calls) "
+        "ask the providers' query APIs now for the overdue calls' final records",
+        "Ask the query API of each overdue call's provider (or of the named calls) "
         "for its final record and store what it returns.",
+        reconcile_command,
     )
-    add_config_argument(parser)
     parser.add_argument(
         "--call",
         dest="calls",
@@ -64,7 +64,6 @@ def add_reconcile(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="print what would be stored; store nothing"
     )
-    parser.set_defaults(handler=reconcile_command)
 
 
 def owed_json(call: OwedCall, now: datetime) -> dict[str, Any]:
@@ -87,18 +86,10 @@ def overdue_command(args: argparse.Namespace) -> int:
     settings = config.reconcile or ReconcileConfig()
     now = datetime.now(UTC)
     cutoffs = {p.value: now - getattr(settings.deadlines, p.value) for p in Provider}
-    sink = open_sink(config.sink)
-    try:
-        sink.migrate()
+    with migrated_sink(args.config, config.sink) as sink:
         calls = CallStates(sink).past_deadline(cutoffs)
-    except TransientError as exc:
-        print(f"database unavailable: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        sink.close()
     if args.json:
-        for call in calls:
-            print(json.dumps(owed_json(call, now), ensure_ascii=False))
+        print_json_lines(owed_json(call, now) for call in calls)
         return EXIT_OK
     header = ("PROVIDER", "CALL_ID", "STATE", "LAST_EVENT", "LAST_EVENT_AT", "SILENT")
     rows = [
@@ -127,16 +118,9 @@ def reconcile_command(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     configure_from(config)
     settings = config.reconcile or ReconcileConfig()
-    sink = open_sink(config.sink)
-    try:
-        sink.migrate()
+    with migrated_sink(args.config, config.sink) as sink:
         reconciler = Reconciler(settings, sink, build_queries(settings))
         return _reconcile(reconciler, args.calls, dry_run=args.dry_run)
-    except TransientError as exc:
-        print(f"database unavailable: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        sink.close()
 
 
 def _reconcile(reconciler: Reconciler, call_ids: list[str], *, dry_run: bool) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -12,16 +11,16 @@ from consumer.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     add_actions,
-    add_config_argument,
+    add_command,
     add_ids_argument,
     add_json_argument,
+    migrated_sink,
     plural,
+    print_json_lines,
     shorten,
     text_table,
 )
 from consumer.config.load import load_config
-from consumer.errors import TransientError
-from consumer.sinks import open_sink
 from consumer.sinks.recordings import STATUSES, Recording, RecordingTable
 
 if TYPE_CHECKING:
@@ -38,59 +37,42 @@ def add_recordings(subparsers: Subparsers) -> None:
         "show the recording archive, or retry failed recordings",
         "The rows of the recording archive (the recordings table).",
     )
-    listing = actions.add_parser("list", help="show the archive's rows")
-    add_config_argument(listing)
+    listing = add_command(actions, "list", "show the archive's rows", None, list_command)
     listing.add_argument("--status", choices=STATUSES, help="only rows with this status")
     add_json_argument(listing)
-    listing.set_defaults(handler=list_command)
-    again = actions.add_parser(
+    again = add_command(
+        actions,
         "retry",
-        help="put failed, expired or refused recordings back in line",
-        description="Set failed, expired and refused recordings (all, or the named ones) back "
+        "put failed, expired or refused recordings back in line",
+        "Set failed, expired and refused recordings (all, or the named ones) back "
         "to pending with a fresh retry budget; a running daemon picks them up.",
+        retry_command,
     )
-    add_config_argument(again)
     add_ids_argument(
         again,
         "recording",
         "retry only this recording (repeatable); default: every failed, expired, refused",
     )
-    again.set_defaults(handler=retry_command)
-
-
-def _open(path: str) -> RecordingTable:
-    return RecordingTable(open_sink(load_config(path).sink))
 
 
 def list_command(args: argparse.Namespace) -> int:
-    table = _open(args.config)
-    try:
-        table.sink.migrate()
-        rows = table.rows(args.status)
-    except TransientError as exc:
-        print(f"database unavailable: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        table.sink.close()
+    config = load_config(args.config)
+    with migrated_sink(args.config, config.sink) as sink:
+        rows = RecordingTable(sink).rows(args.status)
     if args.json:
-        for row in rows:
-            print(json.dumps(row.as_json(), ensure_ascii=False))
+        print_json_lines(row.as_json() for row in rows)
     else:
         print(format_table(rows))
     return EXIT_OK
 
 
 def retry_command(args: argparse.Namespace) -> int:
-    table = _open(args.config)
-    try:
-        table.sink.migrate()
-        known = {row.id: row for row in table.rows(ids=sorted(set(args.ids)))} if args.ids else {}
-        moved = table.retry(sorted(set(args.ids)))
-    except TransientError as exc:
-        print(f"database unavailable: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        table.sink.close()
+    config = load_config(args.config)
+    ids = sorted(set(args.ids))
+    with migrated_sink(args.config, config.sink) as sink:
+        table = RecordingTable(sink)
+        known = {row.id: row for row in table.rows(ids=ids)} if ids else {}
+        moved = table.retry(ids)
     for row_id in moved:
         print(f"#{row_id}: back in line")
     unknown = [row_id for row_id in args.ids if row_id not in known]

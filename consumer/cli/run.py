@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from consumer.cli.common import EXIT_CONFIG, EXIT_FAILED, add_config_argument
+from consumer.cli.common import EXIT_CONFIG, EXIT_FAILED, add_command
 from consumer.config.load import load_config
 from consumer.config.model import Config
 from consumer.errors import ConfigError, TransientError
 from consumer.extras import queue_extra, require
 from consumer.logs import configure_from
-from consumer.preflight import Unreachable, check_brokers, check_sink, sink_problem
+from consumer.preflight import check_brokers, check_sink, sink_problem
 from consumer.runtime.spec import DEFAULT_DRAIN_SECONDS
 
 if TYPE_CHECKING:
@@ -32,13 +32,14 @@ DRAIN_ENV = "CONSUMER_DRAIN_TIMEOUT"
 
 
 def add_run(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "run",
-        help="run the daemon",
-        description="Run every queue of PATH (or only the named ones) until SIGTERM or SIGINT; "
+        "run the daemon",
+        "Run every queue of PATH (or only the named ones) until SIGTERM or SIGINT; "
         "then finish in-flight work within the drain deadline and exit.",
+        run,
     )
-    add_config_argument(parser)
     parser.add_argument(
         "--queue",
         action="append",
@@ -54,7 +55,7 @@ def add_run(subparsers: Subparsers) -> None:
         help=f"seconds to finish in-flight work after SIGTERM (default: ${DRAIN_ENV}, "
         f"else {DEFAULT_DRAIN_SECONDS:g}); keep it below systemd's TimeoutStopSec",
     )
-    parser.set_defaults(handler=run, config_status=EXIT_CONFIG)
+    parser.set_defaults(config_status=EXIT_CONFIG)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,12 +79,9 @@ def run(args: argparse.Namespace) -> int:
     for queue in config.queues:
         if not args.queue or queue.name in args.queue:
             require(queue_extra(queue), f"{args.config}: queue {queue.name}")
-    try:  # within seconds and in one line, rather than workers retrying into the journal
-        check_sink(args.config, config.sink)
-        check_brokers(args.config, config, args.queue)
-    except Unreachable as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_FAILED
+    # Within seconds and in one line (`Unreachable`), rather than workers retrying into the journal.
+    check_sink(args.config, config.sink)
+    check_brokers(args.config, config, args.queue)
     configure_from(config)
     try:
         _migrate(config)
