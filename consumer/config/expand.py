@@ -96,25 +96,25 @@ class Expander:
         if not expanded:
             self.problems.fail(document, where, "${file:} needs a path")
             return None
-        path = self.base_dir / expanded
-        try:
-            content = read_bounded(path, MAX_REFERENCE_BYTES, "a file read by ${file:}").decode(
-                "utf-8"
-            )
-        except OSError as exc:
-            self.problems.fail(document, where, f"cannot read {path}: {exc.strerror}")
-            return None
-        except LimitExceeded as exc:
-            self.problems.fail(document, where, f"{path} is {exc.problem}")
-            return None
-        except UnicodeDecodeError:
-            self.problems.fail(document, where, f"{path} is not UTF-8 text")
-            return None
-        content = content.removesuffix("\n")
-        if content == "":
-            self.problems.fail(document, where, f"{path} is empty")
+        content, problem = _read_reference(self.base_dir / expanded)
+        if problem is not None:
+            self.problems.fail(document, where, problem)
             return None
         return content
+
+
+def _read_reference(path: Path) -> tuple[str, str | None]:
+    """The text of a `${file:}` file (one final newline dropped), or why there is none."""
+    try:
+        content = read_bounded(path, MAX_REFERENCE_BYTES, "a file read by ${file:}").decode("utf-8")
+    except OSError as exc:
+        return "", f"cannot read {path}: {exc.strerror}"
+    except LimitExceeded as exc:
+        return "", f"{path} is {exc.problem}"
+    except UnicodeDecodeError:
+        return "", f"{path} is not UTF-8 text"
+    content = content.removesuffix("\n")
+    return content, f"{path} is empty" if content == "" else None
 
 
 def _closing_brace(text: str, start: int) -> int:

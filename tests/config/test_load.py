@@ -192,6 +192,24 @@ def test_unresolvable_references_are_errors_at_their_key(
     assert found[0].startswith(f"{path}: queues[0].mns.auth.access_key_secret: {problem}")
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(b"\n", "is empty"), (b"caf\xe9", "is not UTF-8 text")],
+    ids=["empty", "latin1"],
+)
+def test_a_referenced_file_without_text_is_an_error_at_its_key(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
+    # Given a secret read from a file that holds no UTF-8 text
+    (tmp_path / "secret").write_bytes(content)
+    path = write(tmp_path / "c.yaml", MNS_QUEUE.replace("${KEY_SECRET}", "${file:secret}"))
+    # When it is loaded
+    found = problems(path, {"KEY_ID": "id"})
+    # Then the one error names the key path and the file
+    where = f"{path}: queues[0].mns.auth.access_key_secret"
+    assert found == [f"{where}: {tmp_path}/secret {problem} (line 11)"]
+
+
 # -- secrets ---------------------------------------------------------------------------------
 
 
