@@ -1,4 +1,5 @@
-"""What every command shares: the config-error printer and the exit-status policy.
+"""What every command shares: its parser's pieces, the configured sink opened and migrated, the
+config-error printer and the exit-status policy.
 
 The policy (the command-line contract in README.md): a handler returns 0 when it did its job and
 1 when it did not (bad configuration, database unavailable, unknown id, a failed query). `run`
