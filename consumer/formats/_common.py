@@ -1,8 +1,4 @@
-"""What several provider formats share beyond decoding (`_decode.py`): records and moments.
-
-`aliyun_vms.parse_records` and `aliyun_voice_call_report._TIME_FIELD` hold the same two things
-for the Aliyun voice formats.
-"""
+"""What formats of several providers share about events (`_decode.py` decodes bytes and fields)."""
 
 from __future__ import annotations
 

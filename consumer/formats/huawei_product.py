@@ -1,7 +1,9 @@
-"""The two halves of a Huawei format: what a product states (`Product`, `Legs`), and what every
-Huawei event is built from whatever it reports (the UTC clock, the envelope, the event itself).
+"""What every Huawei event is made with: the `Product` a product module states (its code tables
+and which legs of a fee record are the call's), the UTC clock (F0.1), the envelope's extras and
+the event itself.
 
-`huawei` (status events) and `huawei_fee` (fee records) both read a push through these.
+A module of its own so that `huawei` (status events) and `huawei_fee` (fee records) both stand
+on it without importing each other.
 """
 
 from __future__ import annotations
