@@ -1,4 +1,4 @@
-"""What both Huawei formats share (formats.md F3): envelopes, clock, Q.850 / SIP, fee batches."""
+"""What both Huawei formats share (formats.md F3): envelopes, clock, fee batches."""
 
 from __future__ import annotations
 
