@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from consumer.formats import Format, _decode, huawei
+from consumer.formats import Format, _decode, huawei, huawei_product
 from consumer.model import Direction, HangupBy, JsonObject, Normalized, Outcome, Provider
 
 NAME = "huawei.privacy_number"
@@ -73,9 +73,9 @@ def no_hangup_by(code: int) -> HangupBy | None:
     return None
 
 
-def legs(record: JsonObject) -> huawei.Legs:
+def legs(record: JsonObject) -> huawei_product.Legs:
     """F3.5: the caller dials X (calleeNum) and the platform forwards to fwdDstNum."""
-    return huawei.Legs(
+    return huawei_product.Legs(
         caller="callerNum",
         callee="fwdDstNum",
         direction=_decode.lookup(DIRECTIONS, _decode.text(record, "direction"), None),
@@ -87,7 +87,7 @@ def legs(record: JsonObject) -> huawei.Legs:
     )
 
 
-PRODUCT = huawei.Product(
+PRODUCT = huawei_product.Product(
     format_name=NAME,
     provider=Provider.HUAWEI_PRIVACY,
     service_types=SERVICE_TYPES,

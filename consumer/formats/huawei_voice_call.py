@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from consumer.formats import Format, _decode, huawei
+from consumer.formats import Format, _decode, huawei, huawei_codes, huawei_product
 from consumer.model import Direction, HangupBy, JsonObject, Normalized, Outcome, Provider
 
 NAME = "huawei.voice_call"
@@ -77,7 +77,7 @@ def fail_outcome(code: int) -> Outcome | None:
         return FAIL_REASONS[code]
     if 8000 <= code <= 8111:
         return STATE_CODES.get(code)
-    return huawei.sip_outcome(code)
+    return huawei_codes.sip_outcome(code)
 
 
 def mode(record: JsonObject) -> str:
@@ -88,11 +88,11 @@ def mode(record: JsonObject) -> str:
     return CALLBACK if any(_decode.text(record, key) for key in _B_LEG) else NOTIFY
 
 
-def legs(record: JsonObject) -> huawei.Legs:
+def legs(record: JsonObject) -> huawei_product.Legs:
     """F3.5 callers, callees and times of a Voice fee record. Every Voice call is outbound."""
     if mode(record) == CALLBACK:
         a_answered = _decode.text(record, "callOutAnswerTime") is not None
-        return huawei.Legs(
+        return huawei_product.Legs(
             caller="calleeNum",
             callee="fwdDstNum",
             direction=Direction.OUTBOUND,
@@ -101,7 +101,7 @@ def legs(record: JsonObject) -> huawei.Legs:
             answered="fwdAnswerTime",
             q850=("fwdUnaswRsn",) if a_answered else ("callOutUnaswRsn", "fwdUnaswRsn"),
         )
-    return huawei.Legs(
+    return huawei_product.Legs(
         caller="callerNum",
         callee="calleeNum",
         direction=Direction.OUTBOUND,
@@ -112,7 +112,7 @@ def legs(record: JsonObject) -> huawei.Legs:
     )
 
 
-PRODUCT = huawei.Product(
+PRODUCT = huawei_product.Product(
     format_name=NAME,
     provider=Provider.HUAWEI_VOICE,
     service_types=frozenset({NOTIFY, CALLBACK}),

@@ -1,4 +1,4 @@
-"""What both Huawei formats share (formats.md F3): envelopes, clock, Q.850 / SIP, fee batches."""
+"""What both Huawei formats share (formats.md F3): envelopes, clock, fee batches."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumer.errors import InvalidMessage
-from consumer.formats import huawei, parse
-from consumer.model import CallEvent, Kind, Outcome
+from consumer.formats import huawei_product, parse
+from consumer.model import CallEvent, Kind
 from tests.formats.strategies import (
     PROPERTY,
     check,
@@ -84,7 +84,7 @@ def sample(name: str) -> Any:
 def test_huawei_times_are_utc_with_double_spaces_or_epoch(raw: Any, expected: datetime) -> None:
     # Given a Huawei time as the docs show it (UTC, no marker) or as a "UNIX timestamp",
     # When it is read, Then it is that instant in UTC: no +8 h shift.
-    assert huawei.huawei_time({"t": raw}, "t") == expected
+    assert huawei_product.huawei_time({"t": raw}, "t") == expected
 
 
 @pytest.mark.parametrize("raw", ["2019-01-24T03:04:49", "24/01/2019 03:04:49", "²" * 10, "x"])
@@ -92,90 +92,16 @@ def test_other_time_forms_are_a_bad_time_naming_the_field(raw: str) -> None:
     # Given a time in a form Huawei does not document, When it is read,
     # Then the error is bad_time and names the field and the value.
     with pytest.raises(InvalidMessage) as info:
-        huawei.huawei_time({"callEndTime": raw}, "callEndTime")
+        huawei_product.huawei_time({"callEndTime": raw}, "callEndTime")
     assert info.value.reason == "bad_time"
     assert "callEndTime" in info.value.detail
 
 
 def test_absent_times_are_none() -> None:
     # Given "" or null or no key, When read, Then there is no time (F0.1: "" is null).
-    assert huawei.huawei_time({"t": ""}, "t") is None
-    assert huawei.huawei_time({"t": None}, "t") is None
-    assert huawei.huawei_time({}, "t") is None
-
-
-# --- codes (F3.8) ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        *[("0", 0), ("518", 518), ("-1", -1), ("+480", 480), (None, None)],
-        *[("abc", None), ("²", None), ("1" * 10, None), ("", None), ("4.5", None)],
-    ],
-)
-def test_codes_are_whole_numbers_or_nothing(raw: str | None, expected: int | None) -> None:
-    # Given a code's text, When read as a number, Then junk is "not a number", never an error.
-    assert huawei.code(raw) == expected
-
-
-@pytest.mark.parametrize(
-    ("cause", "expected"),
-    [
-        (0, None),
-        (16, None),
-        (31, None),
-        (17, Outcome.BUSY),
-        (18, Outcome.NO_ANSWER),
-        (19, Outcome.NO_ANSWER),
-        (20, Outcome.UNREACHABLE),
-        (21, Outcome.REJECTED),
-        (1, Outcome.INVALID_NUMBER),
-        (22, Outcome.INVALID_NUMBER),
-        (28, Outcome.INVALID_NUMBER),
-        (27, Outcome.UNREACHABLE),
-        (34, Outcome.FAILED),
-        (38, Outcome.FAILED),
-        (41, Outcome.FAILED),
-        (42, Outcome.FAILED),
-        (127, Outcome.FAILED),
-        (128, None),
-        (-1, None),
-        (None, None),
-    ],
-)
-def test_q850_table(cause: int | None, expected: Outcome | None) -> None:
-    # Given a Q.850 cause (F3.8), When mapped, Then it gives the table's outcome, or None
-    # (go on to the next rule) for "not applicable", normal clearing and non-Q.850 numbers.
-    assert huawei.q850_outcome(cause) == expected
-
-
-@pytest.mark.parametrize(
-    ("status_code", "expected"),
-    [
-        (486, Outcome.BUSY),
-        (600, Outcome.BUSY),
-        (480, Outcome.UNREACHABLE),
-        (404, Outcome.INVALID_NUMBER),
-        (484, Outcome.INVALID_NUMBER),
-        (604, Outcome.INVALID_NUMBER),
-        (603, Outcome.REJECTED),
-        (487, Outcome.CANCELLED),
-        (408, Outcome.NO_ANSWER),
-        (403, Outcome.BLOCKED),
-        (400, Outcome.FAILED),
-        (500, Outcome.FAILED),
-        (699, Outcome.FAILED),
-        (0, None),
-        (200, None),
-        (183, None),
-        (700, None),
-        (None, None),
-    ],
-)
-def test_sip_table(status_code: int | None, expected: Outcome | None) -> None:
-    # Given a SIP final code (F3.8), When mapped, Then 4xx-6xx give the table's outcome.
-    assert huawei.sip_outcome(status_code) == expected
+    assert huawei_product.huawei_time({"t": ""}, "t") is None
+    assert huawei_product.huawei_time({"t": None}, "t") is None
+    assert huawei_product.huawei_time({}, "t") is None
 
 
 # --- envelopes (F3.2) ------------------------------------------------------------------------
