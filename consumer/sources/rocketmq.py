@@ -204,8 +204,8 @@ class RocketMQSource:
     def _raise_first(
         self, errors: Sequence[Exception | None], operation: str, consumer: Any
     ) -> None:
-        """The first failure that is not a stale handle, as a TransientError: the request was
-        accepted before, so even a ConfigError code here is the broker's trouble, not ours."""
+        """Raise the first failure that is not a stale handle, as a TransientError: settling
+        raises nothing else (`sources/base.py`), even for a code that names the settings."""
         for error in errors:
             if error is None or getattr(error, "code", None) == INVALID_RECEIPT_HANDLE:
                 continue
