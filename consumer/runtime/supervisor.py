@@ -2,10 +2,11 @@
 
 It starts `workers` processes per pull queue and one listener process (push queues, metrics,
 health), restarts a worker that dies with exponential backoff, gives up with a non-zero exit when
-one queue keeps crashing, and speaks sd_notify: READY=1 once every worker's source answered,
-STATUS= on every change, WATCHDOG=1 only while every live worker's loop keeps beating,
-STOPPING=1 on SIGTERM. It runs no SDK, no asyncio and no sink (the CLI migrates the database
-once before it starts), so a queue cannot wedge the process that watches the queues.
+one queue keeps crashing (both decided by `restart.py`), and speaks sd_notify: READY=1 once
+every worker's source answered, STATUS= on every change (both worded by `readiness.py`),
+WATCHDOG=1 only while every live worker's loop keeps beating, STOPPING=1 on SIGTERM. It runs
+no SDK, no asyncio and no sink (the CLI migrates the database once before it starts), so a
+queue cannot wedge the process that watches the queues.
 
 Shutdown (README, "Operating it"): SIGTERM or SIGINT → STOPPING=1 → SIGTERM to every worker,
 which stops receiving and finishes its batch → wait up to the drain deadline → SIGKILL whatever is
@@ -26,7 +27,6 @@ import signal
 import socket
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
@@ -36,11 +36,12 @@ from typing import Any
 
 import structlog
 
-from consumer import backoff
 from consumer.config.model import Config
 from consumer.logs import configure_from
 from consumer.runtime.metrics import MULTIPROC_ENV, mark_dead, prepare_directory
 from consumer.runtime.notify import Notifier, watchdog_interval
+from consumer.runtime.readiness import Readiness, workers
+from consumer.runtime.restart import Child, Policy, Restarts
 from consumer.runtime.spec import (
     DEFAULT_DRAIN_SECONDS,
     EXIT_CONFIG,
@@ -54,28 +55,6 @@ from consumer.runtime.spec import (
 from consumer.runtime.status import FIELDS, Slot
 
 log = structlog.get_logger("consumer.runtime")
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Restart and crash-loop rules."""
-
-    initial_backoff: float = 1.0
-    max_backoff: float = 30.0
-    healthy_after: float = 60.0
-    """A worker that ran this long before dying starts its backoff afresh."""
-    max_crashes: int = 5
-    crash_window: float = 120.0
-    """`max_crashes` deaths of one queue's workers within this many seconds end the daemon."""
-
-
-@dataclass
-class Child:
-    spec: WorkerSpec
-    process: BaseProcess | None = None
-    started_at: float = 0.0
-    failures: int = 0
-    restart_at: float | None = None
 
 
 @dataclass
@@ -123,14 +102,13 @@ class Supervisor:
                 )
         specs.append(listener_spec(push, len(specs)))
         self.children = [Child(spec) for spec in specs]
-        self._crashes: dict[str, deque[float]] = {}
+        self._restarts = Restarts(self.policy)
+        self._readiness = Readiness(self.notifier, len(self.children))
         self._context = multiprocessing.get_context("spawn")
         self._array: Any = None
         self._signals = _Signals()
         self._metrics_dir: Path | None = None
         self._own_metrics_dir = False
-        self._ready = False
-        self._status = ""
 
     # -- public --------------------------------------------------------------------------------
 
@@ -141,7 +119,7 @@ class Supervisor:
         self._install_signals()
         fatal: int | None = None
         try:
-            self._set_status(f"starting {_workers(len(self.children))}")
+            self._readiness.status(f"starting {workers(len(self.children))}")
             for child in self.children:
                 self._start(child)
             fatal = self._supervise()
@@ -169,12 +147,7 @@ class Supervisor:
         """Until a stop signal (None) or a fatal condition (the exit status)."""
         next_ping = time.monotonic()
         while True:
-            # Short naps while something is due soon (readiness, a restart); idle otherwise.
-            pending = not self._ready or any(c.restart_at is not None for c in self.children)
-            nap = 0.25 if pending else 1.0
-            if self.watchdog is not None:
-                nap = min(nap, max(next_ping - time.monotonic(), 0.1))
-            self._wait(nap)
+            self._wait(self._nap(next_ping))
             if self._signals.stop is not None:
                 log.info("stop requested", signal=signal.Signals(self._signals.stop).name)
                 return None
@@ -182,20 +155,36 @@ class Supervisor:
                 self._signals.hup = False
                 self._forward_hup()
             now = time.monotonic()
-            for child in self.children:
-                process = child.process
-                if process is not None and not process.is_alive():
-                    fatal = self._died(child, now)
-                    if fatal is not None:
-                        return fatal
-                elif process is None and child.restart_at is not None and now >= child.restart_at:
-                    self._start(child)
-                elif process is not None:
-                    self._check_wedged(child, now)
+            fatal = self._watch(now)
+            if fatal is not None:
+                return fatal
             self._report()
             if self.watchdog is not None and now >= next_ping and self._healthy(now):
                 self.notifier.watchdog()
                 next_ping = now + self.watchdog
+
+    def _nap(self, next_ping: float) -> float:
+        """Short naps while something is due soon (readiness, a restart, a watchdog ping)."""
+        pending = not self._readiness.ready or any(c.restart_at is not None for c in self.children)
+        nap = 0.25 if pending else 1.0
+        if self.watchdog is not None:
+            nap = min(nap, max(next_ping - time.monotonic(), 0.1))
+        return nap
+
+    def _watch(self, now: float) -> int | None:
+        """Reap the dead, restart those whose time came, kill the wedged; an exit status when
+        a death ends the daemon."""
+        for child in self.children:
+            process = child.process
+            if process is not None and not process.is_alive():
+                fatal = self._died(child, now)
+                if fatal is not None:
+                    return fatal
+            elif process is None and child.restart_at is not None and now >= child.restart_at:
+                self._start(child)
+            elif process is not None:
+                self._check_wedged(child, now)
+        return None
 
     def _died(self, child: Child, now: float) -> int | None:
         process = child.process
@@ -208,24 +197,17 @@ class Supervisor:
         if code == EXIT_CONFIG:
             log.error("worker refused its configuration: stopping", worker=name)
             return EXIT_CONFIG
-        if now - child.started_at >= self.policy.healthy_after:
-            child.failures = 0
-        child.failures += 1
-        crashes = self._crashes.setdefault(child.spec.group, deque())
-        crashes.append(now)
-        while crashes and now - crashes[0] > self.policy.crash_window:
-            crashes.popleft()
-        if len(crashes) >= self.policy.max_crashes:
+        crashes = self._restarts.crashes(child, now)
+        if self._restarts.gives_up(crashes):
             log.error(
                 "queue keeps crashing: stopping",
                 worker=name,
-                crashes=len(crashes),
+                crashes=crashes,
                 window_seconds=self.policy.crash_window,
                 exit_code=_describe_exit(code),
             )
             return 1
-        delay = backoff.delay(child.failures, self.policy.initial_backoff, self.policy.max_backoff)
-        child.restart_at = now + delay
+        delay = self._restarts.schedule(child, now)
         log.error(
             "worker died: restarting",
             worker=name,
@@ -256,35 +238,19 @@ class Supervisor:
         )
 
     def _report(self) -> None:
-        live = [c for c in self.children if c.process is not None]
-        connected = [c for c in live if Slot(self._array, c.spec.slot).is_connected]
-        if not self._ready and len(connected) == len(self.children):
-            self._ready = True
-            status = f"ready: {_workers(len(self.children))} connected"
-            self.notifier.ready(status)
-            self._status = status
-            log.info("ready", workers=len(self.children))
-            return
+        connected = [
+            c
+            for c in self.children
+            if c.process is not None and Slot(self._array, c.spec.slot).is_connected
+        ]
         waiting = [c.spec.name for c in self.children if c not in connected]
-        if not waiting:
-            status = f"running: {_workers(len(self.children))} connected"
-        else:
-            status = (
-                f"{'running' if self._ready else 'starting'}: {len(connected)}/"
-                f"{_workers(len(self.children))} connected; waiting for {', '.join(waiting)}"
-            )
-        self._set_status(status)
-
-    def _set_status(self, status: str) -> None:
-        if status != self._status:
-            self._status = status
-            self.notifier.status(status)
+        self._readiness.report(len(connected), waiting)
 
     # -- stop ----------------------------------------------------------------------------------
 
     def _shutdown(self, fatal: int | None) -> int:
         live = [c for c in self.children if c.process is not None and c.process.is_alive()]
-        self.notifier.stopping(f"stopping: draining {_workers(len(live))}")
+        self.notifier.stopping(f"stopping: draining {workers(len(live))}")
         for child in live:
             assert child.process is not None
             assert child.process.pid is not None
@@ -394,10 +360,6 @@ class Supervisor:
     def _forget(self, process: BaseProcess) -> None:
         if self._metrics_dir is not None and process.pid is not None:
             mark_dead(process.pid, self._metrics_dir)
-
-
-def _workers(count: int) -> str:
-    return f"{count} worker{'' if count == 1 else 's'}"
 
 
 def _describe_exit(code: int | None) -> str:

@@ -1,10 +1,7 @@
 """RocketMQ 4.x (Remoting protocol) through rocketmq-client-python 2.0.0's PushConsumer.
 
-The binding and the gRPC client (rocketmq-python-client 5.x) both install a top-level package
-`rocketmq`. The 2.0.0 one lives in its own directory (`pip install --target`, the
-`consumer[rocketmq4]` extra: `$CONSUMER_ROCKETMQ4_PATH`, default `<venv>/rocketmq4`) and is
-loaded from there under another module name, so both can live in one process and neither
-shadows the other. Its native half, librocketmq, comes from `$CONSUMER_LIBROCKETMQ` when set.
+How the binding and librocketmq are loaded (beside the 5.x client, which also calls itself
+`rocketmq`): `remoting_binding.py`; the client's own log file: `remoting_log.py`.
 
 Mapping a push consumer onto the batch `Source`: the client calls back on its native threads,
 one message at a time per pulled batch. Each callback hands its message to `receive` and blocks
@@ -25,21 +22,13 @@ What the binding does not do for us:
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
-import importlib.util
 import itertools
 import os
 import queue
-import re
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -48,119 +37,22 @@ import structlog
 from consumer.config.model import RocketMqConfig, RocketMqQueue
 from consumer.errors import ConfigError, TransientError
 from consumer.sources.base import Message
+from consumer.sources.remoting_binding import Body, import_binding, unavailable, watchdog
+from consumer.sources.remoting_log import (
+    LOG_LINE_MAX,
+    LogTailer,
+    client_log,
+    log_client_line,
+    logger_home,
+)
 
 log = structlog.get_logger("consumer.sources.remoting")
 
 CONSUME_SUCCESS = 0
 RECONSUME_LATER = 1
-MODULE = "consumer_rocketmq4"
-"""The name the 2.0.0 binding is imported under (its own name, `rocketmq`, is the 5.x one's)."""
 START_TIMEOUT = 30.0
 SHUTDOWN_TIMEOUT = 30.0
-LOG_LINE_MAX = 400
-_import_lock = threading.Lock()
 _instances = itertools.count(1)
-
-
-class _Process:
-    """What is loaded once per process."""
-
-    binding: ModuleType | None = None
-    log_file: Path | None = None
-    """librocketmq's logger is a process-wide singleton: its file is fixed by the first start."""
-
-
-_BENIGN = ("TcpRemotingClient::stopAllTcpTransportThread End",)
-"""Lines the client logs as errors on every clean shutdown."""
-_SETTINGS = re.compile(r"\[(logConfigs|showClientConfigs):\d+\]$")
-"""The client logs its settings as warnings at every start."""
-_LINE = re.compile(r"^\[(?P<time>[^\]]*)\]\((?P<level>\w+)\):(?P<text>.*)$")
-
-
-def binding_path() -> Path:
-    return Path(os.environ.get("CONSUMER_ROCKETMQ4_PATH") or Path(sys.prefix) / "rocketmq4")
-
-
-def unavailable() -> str | None:
-    """Why the binding cannot load here (without loading it), or None."""
-    if not (binding_path() / "rocketmq" / "client.py").is_file():
-        return f"rocketmq-client-python 2.0.0 is not in {binding_path()} (make rocketmq4)"
-    library = os.environ.get("CONSUMER_LIBROCKETMQ", "")
-    packaged = binding_path() / "rocketmq" / "librocketmq.so"
-    if library:
-        return None if Path(library).is_file() else f"CONSUMER_LIBROCKETMQ={library} is missing"
-    if packaged.is_file() or ctypes.util.find_library("rocketmq"):
-        return None
-    return "no librocketmq: set CONSUMER_LIBROCKETMQ (scripts/build-librocketmq.sh prints it)"
-
-
-def import_binding() -> ModuleType:
-    """rocketmq-client-python 2.0.0's `client` module, loaded over `$CONSUMER_LIBROCKETMQ`."""
-    with _import_lock:
-        if _Process.binding is not None:
-            return _Process.binding
-        package = binding_path() / "rocketmq"
-        if not (package / "client.py").is_file():
-            raise ConfigError(
-                "rocketmq.protocol",
-                f"remoting needs rocketmq-client-python 2.0.0 in {package.parent} "
-                "(pip install --target DIR rocketmq-client-python==2.0.0, or "
-                "set CONSUMER_ROCKETMQ4_PATH)",
-            )
-        library = os.environ.get("CONSUMER_LIBROCKETMQ", "")
-        if library and not Path(library).is_file():
-            raise ConfigError(
-                "rocketmq.protocol",
-                f"CONSUMER_LIBROCKETMQ={library} does not exist "
-                "(build it with scripts/build-librocketmq.sh SOURCE_TARBALL)",
-            )
-        find = ctypes.util.find_library
-        if library:
-            # The binding asks find_library('rocketmq') when its package holds no .so.
-            ctypes.util.find_library = lambda name: library if name == "rocketmq" else find(name)
-        try:
-            spec = importlib.util.spec_from_file_location(
-                MODULE, package / "__init__.py", submodule_search_locations=[str(package)]
-            )
-            assert spec is not None
-            assert spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[MODULE] = module
-            spec.loader.exec_module(module)
-            client = importlib.import_module(f"{MODULE}.client")
-        except (ImportError, OSError) as exc:
-            sys.modules.pop(MODULE, None)
-            raise ConfigError(
-                "rocketmq.protocol",
-                f"cannot load librocketmq ({exc}); set CONSUMER_LIBROCKETMQ to the .so built by "
-                "scripts/build-librocketmq.sh, or install upstream's release package",
-            ) from exc
-        finally:
-            ctypes.util.find_library = find
-        ffi = importlib.import_module(f"{MODULE}.ffi")
-        if library and os.path.realpath(ffi._DYLIB_PATH) != os.path.realpath(library):
-            log.warning(
-                "rocketmq-client-python loaded its packaged librocketmq, not CONSUMER_LIBROCKETMQ",
-                loaded=ffi._DYLIB_PATH,
-            )
-        _Process.binding = client
-        return client
-
-
-class _Body:
-    """Body and length from the C API (the binding's `body` stops at a NUL byte)."""
-
-    def __init__(self, dll: Any) -> None:
-        self._body = dll["GetMessageBody"]
-        self._body.argtypes = [ctypes.c_void_p]
-        self._body.restype = ctypes.c_void_p
-        self._length = dll["GetMessageBodyLength"]
-        self._length.argtypes = [ctypes.c_void_p]
-        self._length.restype = ctypes.c_int
-
-    def __call__(self, handle: int) -> bytes:
-        pointer, length = self._body(handle), self._length(handle)
-        return ctypes.string_at(pointer, length) if pointer and length > 0 else b""
 
 
 @dataclass(eq=False)
@@ -214,8 +106,8 @@ class RemotingSource:
         self._ready: queue.SimpleQueue[tuple[Message, _Delivery]] = queue.SimpleQueue()
         self._pending: set[_Delivery] = set()
         self._fatal: ConfigError | None = None
-        self._tailer: _LogTailer | None = None
-        self._body: _Body | None = None
+        self._tailer: LogTailer | None = None
+        self._body: Body | None = None
 
     @property
     def visibility_timeout(self) -> float | None:
@@ -268,7 +160,7 @@ class RemotingSource:
             log.info("closing: giving back unsettled rocketmq messages", messages=len(pending))
         for delivery in pending:
             delivery.settle(RECONSUME_LATER)
-        if consumer is not None and not _watchdog(consumer.shutdown, SHUTDOWN_TIMEOUT):
+        if consumer is not None and not watchdog(consumer.shutdown, SHUTDOWN_TIMEOUT):
             log.error(
                 "rocketmq consumer shutdown did not finish; leaving it",
                 timeout_seconds=SHUTDOWN_TIMEOUT,
@@ -314,15 +206,14 @@ class RemotingSource:
         if self._consumer is not None:
             return
         client = import_binding()
-        ffi = sys.modules[f"{MODULE}.ffi"]
-        self._body = _Body(ffi.dll)
+        self._body = Body()
         cfg = self._config
-        log_file = _client_log(self._state_dir)
+        log_file = client_log(self._state_dir)
         group, topic = cfg.group, cfg.topic
         if cfg.namespace and "MQ_INST_" not in cfg.endpoints:
             # NameSpaceUtil.withNameSpace: the client does this itself only for MQ_INST_ URLs.
             group, topic = f"{cfg.namespace}%{group}", f"{cfg.namespace}%{topic}"
-        self._tailer = _LogTailer(log_file, self._client_line)
+        self._tailer = LogTailer(log_file, self._client_line)
         self._tailer.start()
         failure: list[BaseException] = []
 
@@ -333,9 +224,9 @@ class RemotingSource:
                 failure.append(exc)
 
         # The client's first log line creates its logger: all of it under the logger's HOME.
-        with _logger_home(log_file):
+        with logger_home(log_file):
             consumer = self._configure(client, group, topic)
-            started = _watchdog(lambda: start(consumer), START_TIMEOUT)
+            started = watchdog(lambda: start(consumer), START_TIMEOUT)
         if not started:
             raise TransientError(f"rocketmq consumer start() did not finish in {START_TIMEOUT} s")
         if failure:
@@ -382,96 +273,7 @@ class RemotingSource:
             )
             log.error("rocketmq broker refused the credentials", client_line=text)
             return
-        if text.startswith(_BENIGN) or _SETTINGS.search(text):
-            log.debug("rocketmq client", client_line=text)
-        elif level in ("error", "fatal"):
-            log.error("rocketmq client", client_line=text)
-        elif level == "warning":
-            log.warning("rocketmq client", client_line=text)
-
-
-def _watchdog(call: Callable[[], object], timeout: float) -> bool:
-    """Run `call` on a daemon thread; False if it did not return within `timeout`."""
-    thread = threading.Thread(target=call, name="rocketmq-watchdog", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return not thread.is_alive()
-
-
-def _client_log(state_dir: str | None) -> Path:
-    """Where librocketmq's logger writes: `<state>/rocketmq-client/rocketmq_client.log`."""
-    if _Process.log_file is not None:
-        return _Process.log_file
-    root = (
-        state_dir
-        or os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-        or os.path.join(tempfile.gettempdir(), f"consumer-{os.getuid()}")
-    )
-    directory = Path(root).absolute() / "rocketmq-client"
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory / "rocketmq_client.log"
-
-
-@contextlib.contextmanager
-def _logger_home(log_file: Path) -> Iterator[None]:
-    """Around the first consumer's start: the logger (a process-wide singleton, created then)
-    writes to `$HOME` + `$ROCKETMQ_CLIENT_LOG_DIR`; an empty HOME means the passwd entry's, so
-    HOME is "/" and the directory absolute, for as long as the start takes."""
-    if _Process.log_file is not None:
-        yield
-        return
-    os.environ["ROCKETMQ_CLIENT_LOG_DIR"] = f"{log_file.parent}/"
-    old_home = os.environ.get("HOME")
-    os.environ["HOME"] = "/"
-    try:
-        yield
-    finally:
-        if old_home is None:
-            os.environ.pop("HOME", None)
-        else:
-            os.environ["HOME"] = old_home
-        _Process.log_file = log_file
-
-
-class _LogTailer:
-    """Follows the client's log file from its current end; hands each line to `emit`."""
-
-    def __init__(self, path: Path, emit: Callable[[str, str], None]) -> None:
-        self._path = path
-        self._emit = emit
-        self._stop = threading.Event()
-        self._offset = path.stat().st_size if path.exists() else 0
-        self._thread = threading.Thread(target=self._run, name="rocketmq-log", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(2.0)
-        self._read()  # the lines of the shutdown itself
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.2):
-            self._read()
-
-    def _read(self) -> None:
-        with contextlib.suppress(OSError):
-            with self._path.open("rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
-                if size < self._offset:  # rotated
-                    self._offset = 0
-                handle.seek(self._offset)
-                chunk = handle.read(1 << 20)
-            end = chunk.rfind(b"\n")
-            if end < 0:
-                return
-            self._offset += end + 1
-            for raw in chunk[: end + 1].splitlines():
-                line = raw.decode("utf-8", "replace")
-                match = _LINE.match(line)
-                if match:
-                    self._emit(match["level"], match["text"])
+        log_client_line(level, text)
 
 
 __all__ = ["RemotingSource", "import_binding", "open_queue", "unavailable"]

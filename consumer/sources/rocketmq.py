@@ -5,13 +5,9 @@ Mapping onto `Source` (docs/rocketmq.md): `receive` → `SimpleConsumer.receive`
 client's `Message` is the handle; each new receipt handle is written into it, so `ack` after
 `extend` uses the newest one.
 
-What the client does not do for us:
+What the client does not do for us (its import, start-up and route errors:
+`rocketmq_session.py`):
 
-- Its import creates `$HOME/logs/rocketmq_python/` and fails when HOME is not writable; the
-  import is lazy and falls back to `$CACHE_DIRECTORY`, `$STATE_DIRECTORY` or the temp dir.
-- `startup()` neither connects nor fails; a failed route lookup surfaces at the first
-  `receive()` as a bare "failed to fetch topic route" whatever the cause, so we ask `QueryRoute`
-  ourselves to name it (unreachable, UNAUTHORIZED, TOPIC_NOT_FOUND).
 - Its `ack(m)` is one blocking round trip per message, and its `change_invisible_duration`
   blanks the receipt handle when the change fails (the old one is still valid on the server).
   So settling goes through the client's own channel (`rpc_client`, `sign()`), with one
@@ -28,71 +24,29 @@ than 5 s that do not fit the client's deadline (`await + request_timeout`), henc
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import importlib
 import math
-import os
-import tempfile
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
-from types import ModuleType
 from typing import Any
 
 import structlog
 
 from consumer.config.model import RocketMqConfig, RocketMqQueue
-from consumer.errors import ConfigError, TransientError, describe
-from consumer.logs import adopt_library_loggers
+from consumer.errors import TransientError, describe
 from consumer.sources.base import Message
+from consumer.sources.rocketmq_session import (
+    INVALID_RECEIPT_HANDLE,
+    OK,
+    Session,
+    StatusError,
+    ensure_event_loop,
+    import_client,
+)
 
 log = structlog.get_logger("consumer.sources.rocketmq")
 
-_OK = 20000
-INVALID_RECEIPT_HANDLE = 40013
-# Status codes that mean the request itself is wrong: retrying never helps.
-_CONFIG_CODES = {
-    40002: ".topic",  # ILLEGAL_TOPIC
-    40003: ".group",  # ILLEGAL_CONSUMER_GROUP
-    40010: ".tag",  # ILLEGAL_FILTER_EXPRESSION
-    40011: ".invisible_duration",  # ILLEGAL_INVISIBLE_TIME
-    40018: "",  # ILLEGAL_POLLING_TIME: the long poll does not fit the request deadline
-}
 MAX_BATCH = 32
-_import_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _home(path: str) -> Iterator[None]:
-    old = os.environ.get("HOME")
-    os.environ["HOME"] = path
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("HOME", None)
-        else:
-            os.environ["HOME"] = old
-
-
-def import_client() -> ModuleType:
-    """Import `rocketmq`, pointing HOME at a writable directory if its log dir cannot be made."""
-    with _import_lock:
-        try:
-            return importlib.import_module("rocketmq")
-        except OSError as first:
-            candidates = [
-                os.environ.get("CACHE_DIRECTORY", "").split(":")[0],
-                os.environ.get("STATE_DIRECTORY", "").split(":")[0],
-                tempfile.gettempdir(),
-            ]
-            for directory in filter(None, candidates):
-                with _home(directory), contextlib.suppress(OSError):
-                    return importlib.import_module("rocketmq")
-            raise TransientError(
-                f"cannot import rocketmq: it needs a writable $HOME/logs ({first})"
-            ) from first
 
 
 def open_queue(queue: RocketMqQueue) -> RocketMQSource:
@@ -120,11 +74,11 @@ class RocketMQSource:
         if request_timeout < 1:
             raise ValueError(f"request_timeout must be >= 1 s, got {request_timeout}")
         self._config = config
+        self._session = Session(config, location, request_timeout)
         self._max_deliveries = max_deliveries
         self._request_timeout = request_timeout
         self._min_wait = min_wait if min_wait is not None else max(1, 6 - request_timeout)
         self._invisible = max(1, math.ceil(config.invisible_duration.total_seconds()))
-        self._location = location
         self._consumer: Any = None
         self._closed = False
         self._unsettled: dict[int, Any] = {}
@@ -139,7 +93,7 @@ class RocketMQSource:
     def receive(self, max_count: int, wait: float) -> list[Message]:
         if max_count < 1:
             raise ValueError(f"max_count must be >= 1, got {max_count}")
-        _ensure_event_loop()
+        ensure_event_loop()
         consumer = self._connect()
         consumer.await_duration = max(self._min_wait, math.ceil(wait))
         try:
@@ -147,7 +101,7 @@ class RocketMQSource:
         except Exception as exc:
             if self._closed:  # closed during the long poll (a shutdown): nothing was received
                 return []
-            raise self._translate(exc, "receive") from exc
+            raise self._session.translate(exc, "receive", consumer) from exc
         out: list[Message] = []
         for m in received:
             attempt = int(m.delivery_attempt or 1)
@@ -201,92 +155,9 @@ class RocketMQSource:
     def _connect(self) -> Any:
         if self._closed:
             raise TransientError("the RocketMQ source is closed")
-        if self._consumer is not None:
-            return self._consumer
-        client = import_client()
-        adopt_library_loggers()  # the client's own log files bypass the JSON lines and redaction
-        cfg = self._config
-        credentials = (
-            client.Credentials(
-                cfg.credentials.username, cfg.credentials.password.get_secret_value()
-            )
-            if cfg.credentials is not None
-            else client.Credentials()
-        )
-        try:
-            configuration = client.ClientConfiguration(
-                cfg.endpoints,
-                credentials,
-                namespace=cfg.namespace,
-                request_timeout=self._request_timeout,
-            )
-        except Exception as exc:  # the client cannot parse the endpoints
-            raise ConfigError(
-                f"{self._location}.endpoints", f"cannot use {cfg.endpoints!r}: {exc}"
-            ) from exc
-        try:
-            consumer = client.SimpleConsumer(
-                configuration,
-                cfg.group,
-                {cfg.topic: client.FilterExpression(cfg.tag or "*")},
-                await_duration=self._min_wait,
-                tls_enable=cfg.tls,
-            )
-            consumer.startup()
-        except Exception as exc:
-            raise TransientError(f"cannot start the RocketMQ consumer: {exc}") from exc
-        self._consumer = consumer
-        log.info(
-            "rocketmq consumer started",
-            endpoints=cfg.endpoints,
-            topic=cfg.topic,
-            group=cfg.group,
-            namespace=cfg.namespace,
-            tls=cfg.tls,
-        )
-        return consumer
-
-    def _translate(self, exc: Exception, operation: str) -> Exception:
-        """Map a client failure onto ConfigError (the request is wrong) or TransientError."""
-        code = getattr(exc, "code", None)
-        if callable(code):  # a grpc.RpcError: transport trouble, time-out
-            status = code()
-            name = getattr(status, "name", str(status))
-            return TransientError(f"rocketmq {operation} failed: gRPC {name}: {_details(exc)}")
-        if isinstance(code, int) and code in _CONFIG_CODES:
-            return ConfigError(f"{self._location}{_CONFIG_CODES[code]}", str(exc))
-        if isinstance(code, int):
-            return TransientError(f"rocketmq {operation} failed: {type(exc).__name__} {exc}")
-        if "route" in str(exc):
-            return TransientError(f"rocketmq {operation} failed: {self._route_problem()}")
-        return TransientError(f"rocketmq {operation} failed: {describe(exc)}")
-
-    def _route_problem(self) -> str:
-        """Ask QueryRoute ourselves: the client logs the refusal and raises a bare Exception."""
-        cfg, consumer = self._config, self._consumer
-        where = f"topic {cfg.topic!r} at {cfg.endpoints}"
-        try:
-            protocol = importlib.import_module("rocketmq.grpc_protocol")
-            endpoints = consumer.client_configuration.rpc_endpoints
-            request = protocol.QueryRouteRequest()
-            request.topic.name = cfg.topic
-            request.topic.resource_namespace = cfg.namespace
-            request.endpoints.CopyFrom(endpoints.endpoints)
-            response = consumer.rpc_client.query_topic_route_async(
-                endpoints, request, metadata=consumer.sign(), timeout=self._request_timeout
-            ).result(timeout=self._request_timeout + 1)
-        except Exception as exc:
-            return f"cannot reach {where}: {type(exc).__name__}: {_details(exc)}"
-        code, message = int(response.status.code), str(response.status.message)
-        hint = {
-            40100: "check rocketmq.credentials (the instance username and password)",
-            40300: "the credentials may not use this topic or group",
-            40402: "check rocketmq.topic and rocketmq.namespace",
-            40400: "check rocketmq.topic and rocketmq.namespace",
-        }.get(code, "")
-        return f"route lookup for {where} answered {code} {message!r}" + (
-            f": {hint}" if hint else ""
-        )
+        if self._consumer is None:
+            self._consumer = self._session.start(self._min_wait)
+        return self._consumer
 
     def _give_back_corrupted(self, m: Any, attempt: int) -> None:
         delay = min(2**attempt, 60)
@@ -312,12 +183,7 @@ class RocketMQSource:
                 messages=len(messages),
             )
             return
-        live = [
-            m.handle
-            for m in messages
-            if m.handle is not None and getattr(m.handle, "receipt_handle", None)
-        ]
-        stale = len(messages) - len(live)
+        live = [m.handle for m in messages if getattr(m.handle, "receipt_handle", None)]
         if operation != "extend":
             for message in messages:
                 self._unsettled.pop(id(message.handle), None)
@@ -325,21 +191,25 @@ class RocketMQSource:
             errors = self._ack_all(consumer, live)
         else:
             errors = self._change_all(consumer, live, seconds)
-        failure: Exception | None = None
-        for error in errors:
-            if error is None:
-                continue
-            if getattr(error, "code", None) == INVALID_RECEIPT_HANDLE:
-                stale += 1
-            elif failure is None:
-                failure = self._translate(error, operation)
+        stale = len(messages) - len(live)
+        stale += sum(getattr(e, "code", None) == INVALID_RECEIPT_HANDLE for e in errors)
         if stale:
             log.info(
                 "rocketmq receipt handles were stale; those messages will be redelivered",
                 operation=operation,
                 stale=stale,
             )
-        if failure is not None:
+        self._raise_first(errors, operation, consumer)
+
+    def _raise_first(
+        self, errors: Sequence[Exception | None], operation: str, consumer: Any
+    ) -> None:
+        """Raise the first failure that is not a stale handle, as a TransientError: settling
+        raises nothing else (`sources/base.py`), even for a code that names the settings."""
+        for error in errors:
+            if error is None or getattr(error, "code", None) == INVALID_RECEIPT_HANDLE:
+                continue
+            failure = self._session.translate(error, operation, consumer)
             if isinstance(failure, TransientError):
                 raise failure
             raise TransientError(str(failure)) from failure
@@ -374,12 +244,12 @@ class RocketMQSource:
                 for index in indexes:
                     errors[index] = exc
                 continue
-            if response.status.code == _OK:
+            if response.status.code == OK:
                 continue
             by_handle = {e.receipt_handle: e.status for e in response.entries}
             for index in indexes:
                 status = by_handle.get(handles[index].receipt_handle, response.status)
-                if status.code != _OK:
+                if status.code != OK:
                     errors[index] = StatusError(status.code, status.message)
         return errors
 
@@ -409,7 +279,7 @@ class RocketMQSource:
             except Exception as exc:
                 errors.append(exc)
                 continue
-            if response.status.code == _OK and response.receipt_handle:
+            if response.status.code == OK and response.receipt_handle:
                 m.receipt_handle = response.receipt_handle
                 errors.append(None)
             else:
@@ -426,37 +296,6 @@ class RocketMQSource:
             failed: Future[Any] = Future()
             failed.set_exception(exc)
             return failed
-
-
-class StatusError(Exception):
-    """A status the broker answered in-band for one message (`code` as in `rocketmq`'s own
-    exceptions, so `_translate` reads both alike)."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(f"{code} {message}")
-        self.code = code
-
-
-def _details(exc: Exception) -> str:
-    details = getattr(exc, "details", None)
-    if callable(details):
-        with contextlib.suppress(Exception):
-            return str(details())
-    return str(exc)
-
-
-def _ensure_event_loop() -> None:
-    """Give the calling thread an event loop (never run) when it has none.
-
-    The client opens its telemetry stream through grpc.aio from the thread that starts or
-    receives, and grpc.aio asks that thread for its event loop: a thread without one (any but
-    the main thread, or the main thread after an `asyncio.run`) fails the route lookup.
-    """
-    policy = asyncio.get_event_loop_policy()
-    try:
-        policy.get_event_loop()
-    except RuntimeError:
-        policy.set_event_loop(policy.new_event_loop())
 
 
 __all__ = ["RocketMQSource", "import_client", "open_queue"]

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from consumer.formats import FORMAT_NAMES
-from consumer.runtime.demo import COLUMNS, load_samples, render_table
+from consumer.runtime.demo_report import COLUMNS, render_table
+from consumer.runtime.demo_setup import load_samples
 
 CALLS = {
     "aliyun_vms": "116012854210^102675412401",

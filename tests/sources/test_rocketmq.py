@@ -180,6 +180,28 @@ def test_failed_extend_keeps_the_old_handle(fake: Any, make_source: Callable[...
     assert fake.stats(TOPIC, GROUP).acked == 1
 
 
+def test_a_settle_refused_with_a_settings_code_is_transient_and_names_it(
+    fake: Any, make_source: Callable[..., Any]
+) -> None:
+    # Given a received message and a broker refusing ChangeInvisibleDuration with 40011
+    # (ILLEGAL_INVISIBLE_TIME: a configuration error when receiving)
+    fake.publish(TOPIC, b"x")
+    source = make_source(fake, invisible=5)
+    (m,) = _receive_all(source, 1)
+    fake.fail("ChangeInvisibleDuration", 40011, "invisible time out of range")
+
+    # When it is rejected, Then the failure is transient (settling raises nothing else) and
+    # names the broker's answer
+    with pytest.raises(TransientError, match="40011") as refused:
+        source.reject([m], 1)
+    assert not isinstance(refused.value, ConfigError)
+
+    # And the message is still in flight, to be settled later
+    fake.reset_faults()
+    source.ack([m])
+    assert fake.stats(TOPIC, GROUP).acked == 1
+
+
 def test_nacks_then_close_and_reopen_redeliver_exactly_those(
     fake: Any, make_source: Callable[..., Any]
 ) -> None:

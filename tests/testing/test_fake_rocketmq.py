@@ -42,7 +42,7 @@ def clients(rmq: SimpleNamespace) -> Iterator[SimpleNamespace]:
     The client needs an event loop in the calling thread, which an earlier test's `asyncio.run`
     may have left without one: the same guard the source applies before it receives.
     """
-    rmq.source._ensure_event_loop()
+    rmq.source.ensure_event_loop()
     made: list[Any] = []
     c = rmq.client
 
