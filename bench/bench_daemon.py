@@ -34,6 +34,7 @@ from typing import Any
 import psycopg
 
 from consumer.runtime.demo import daemon, free_port
+from consumer.sources import client_home
 
 POSTGRES = os.environ.get("CONSUMER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 QUEUES = {"vms-report": "VoiceReport", "vms-call": "VoiceCallReport"}
@@ -195,7 +196,6 @@ class Feeder:
 
 
 def measure(args: argparse.Namespace, workdir: Path, sink_url: str) -> int:
-    os.environ["HOME"] = str(workdir)  # the RocketMQ client's import writes $HOME/logs
     from consumer.testing.fake_alicom import FakeAlicomServer
     from consumer.testing.fake_mns import FakeMnsServer
     from consumer.testing.fake_rocketmq import FakeRocketMQ, ProxyLimits
@@ -297,23 +297,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres", default=POSTGRES, help="the database for the schema")
     parser.add_argument("--sqlite", action="store_true", help="a SQLite file as the sink")
     args = parser.parse_args(argv)
-    home = os.environ.get("HOME")
-    with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
+    # The RocketMQ client's import writes $HOME/logs: into the throw-away folder.
+    with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp, client_home.home(tmp):
         workdir = Path(tmp)
+        if args.sqlite:
+            return measure(args, workdir, f"sqlite:///{workdir}/events.db")
+        schema = f"bench_daemon_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(args.postgres, autocommit=True) as admin:
+            admin.execute(f'CREATE SCHEMA "{schema}"')
         try:
-            if args.sqlite:
-                return measure(args, workdir, f"sqlite:///{workdir}/events.db")
-            schema = f"bench_daemon_{uuid.uuid4().hex[:8]}"
-            with psycopg.connect(args.postgres, autocommit=True) as admin:
-                admin.execute(f'CREATE SCHEMA "{schema}"')
-            try:
-                return measure(args, workdir, f"{args.postgres}?options=-csearch_path%3D{schema}")
-            finally:
-                with psycopg.connect(args.postgres, autocommit=True) as admin:
-                    admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            return measure(args, workdir, f"{args.postgres}?options=-csearch_path%3D{schema}")
         finally:
-            if home is not None:
-                os.environ["HOME"] = home
+            with psycopg.connect(args.postgres, autocommit=True) as admin:
+                admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 if __name__ == "__main__":

@@ -159,16 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         os.environ.setdefault("CACHE_DIRECTORY", folder)
         from consumer.logs import configure_logging
+        from consumer.sources import client_home
         from consumer.sources.rocketmq import import_client
 
-        old_home = os.environ.get("HOME")
-        os.environ["HOME"] = folder  # the client logs to $HOME/logs/rocketmq_python
-        try:
+        with client_home.home(folder):  # the client logs to $HOME/logs/rocketmq_python
             client = import_client()
             from consumer.testing.fake_rocketmq import FakeRocketMQ, ProxyLimits
-        finally:
-            if old_home is not None:
-                os.environ["HOME"] = old_home
         from consumer.config.model import LogConfig
         from tests.sources.test_rocketmq_pipeline import outbound_bot_traffic
 
