@@ -551,32 +551,13 @@ class FakeMnsServer:
 
     def _authenticate(self, method: str, path: str, headers: dict[str, str], queue: str) -> None:
         """Raise the error MNS answers for this request's credentials, if any."""
-        if "date" not in headers:
-            raise MnsError(400, "MissingDateHeader", "The Date header is missing.")
-        try:
-            sent = parsedate_to_datetime(headers["date"]).timestamp()
-        except (TypeError, ValueError):
-            raise MnsError(400, "InvalidDateHeader", "The Date header is invalid.") from None
-        if abs(sent - time.time()) > MAX_DATE_SKEW_SECONDS:
-            raise MnsError(400, "InvalidDateHeader", "The Date header is more than 15 min off.")
-        authorization = headers.get("authorization")
-        if not authorization:
-            raise MnsError(400, "MissingAuthorizationHeader", "Authorization header missing.")
-        scheme, _, rest = authorization.partition(" ")
-        key_id, colon, signature = rest.rpartition(":")
-        if scheme != "MNS" or not colon or not key_id:
-            raise MnsError(
-                400, "InvalidAuthorizationHeader", "The Authorization header is invalid."
-            )
+        _check_date(headers)
+        key_id, signature = _authorization(headers)
         with self._lock:
             credential = self._credentials.get(key_id)
         if credential is None:
             raise MnsError(403, "InvalidAccessKeyId", "The access Id you provided is not exist.")
-        if credential.security_token is not None:
-            if headers.get("security-token") != credential.security_token:
-                raise MnsError(403, "InvalidSecurityToken", "The security token is invalid.")
-            if credential.expires_at is not None and self._clock() >= credential.expires_at:
-                raise MnsError(403, EXPIRED_TOKEN_CODE, "The security token has expired.")
+        self._check_token(credential, headers)
         expected = sign(credential.secret, method, path, headers)
         if not hmac.compare_digest(expected, signature):
             raise MnsError(
@@ -586,6 +567,15 @@ class FakeMnsServer:
             )
         if credential.queues is not None and queue not in credential.queues:
             raise MnsError(403, "AccessDenied", "You are not authorized to access this queue.")
+
+    def _check_token(self, credential: _Credential, headers: dict[str, str]) -> None:
+        """An STS credential's token must be sent, and be still valid."""
+        if credential.security_token is None:
+            return
+        if headers.get("security-token") != credential.security_token:
+            raise MnsError(403, "InvalidSecurityToken", "The security token is invalid.")
+        if credential.expires_at is not None and self._clock() >= credential.expires_at:
+            raise MnsError(403, EXPIRED_TOKEN_CODE, "The security token has expired.")
 
     def _record(self, record: RequestRecord) -> None:
         with self._lock:
@@ -642,6 +632,30 @@ def _int_param(query: dict[str, str], name: str, low: int, high: int) -> int | N
     if not low <= value <= high:
         raise MnsError(400, "InvalidArgument", f"{name} must be between {low} and {high}.")
     return value
+
+
+def _check_date(headers: dict[str, str]) -> None:
+    """MNS refuses a request without a Date, or one more than 15 minutes off."""
+    if "date" not in headers:
+        raise MnsError(400, "MissingDateHeader", "The Date header is missing.")
+    try:
+        sent = parsedate_to_datetime(headers["date"]).timestamp()
+    except (TypeError, ValueError):
+        raise MnsError(400, "InvalidDateHeader", "The Date header is invalid.") from None
+    if abs(sent - time.time()) > MAX_DATE_SKEW_SECONDS:
+        raise MnsError(400, "InvalidDateHeader", "The Date header is more than 15 min off.")
+
+
+def _authorization(headers: dict[str, str]) -> tuple[str, str]:
+    """The access key id and the signature of `Authorization: MNS <id>:<signature>`."""
+    authorization = headers.get("authorization")
+    if not authorization:
+        raise MnsError(400, "MissingAuthorizationHeader", "Authorization header missing.")
+    scheme, _, rest = authorization.partition(" ")
+    key_id, colon, signature = rest.rpartition(":")
+    if scheme != "MNS" or not colon or not key_id:
+        raise MnsError(400, "InvalidAuthorizationHeader", "The Authorization header is invalid.")
+    return key_id, signature
 
 
 def _document(root: str, inner: str) -> bytes:
@@ -773,7 +787,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(
         self, parts: list[str], query: dict[str, str], body: bytes, headers: dict[str, str]
     ) -> tuple[int, bytes]:
-        fake = self.server_fake
         method = self.command
         if len(parts) == 2 and parts[0] == "queues" and method == "GET":
             return 200, self._attributes(parts[1])
@@ -782,41 +795,50 @@ class _Handler(BaseHTTPRequestHandler):
         queue = parts[1]
         self._check_md5(body, headers)
         if method == "GET":
-            count = _int_param(query, "numOfMessages", 1, MAX_BATCH)
-            if query.get("peekonly") == "true":
-                return 200, self._peek(queue, count)
-            wait = _int_param(query, "waitseconds", 0, MAX_WAIT_SECONDS)
-            if wait is None:
-                with fake._lock:
-                    wait = fake._queue(queue).polling_wait_seconds
-            taken = fake._receive(queue, count or 1, wait)
-            with fake._lock:
-                if count is None:
-                    return 200, _xml("Message", _message_fields(taken[0]))
-                blocks = "".join(_elements("Message", _message_fields(m)) for m in taken)
-            return 200, _document("Messages", blocks)
+            return 200, self._received(queue, query)
         if method == "POST":
             return 201, self._send_messages(queue, body)
         if method == "DELETE":
             if "ReceiptHandle" in query:
-                fake._delete(queue, query["ReceiptHandle"])
+                self.server_fake._delete(queue, query["ReceiptHandle"])
                 return 204, b""
             return self._batch_delete(queue, body)
         if method == "PUT":
-            handle = query.get("ReceiptHandle")
-            if not handle:
-                raise MnsError(400, "MissingReceiptHandle", "ReceiptHandle is missing.")
-            seconds = _int_param(query, "VisibilityTimeout", 1, 43200)
-            if seconds is None:
-                raise MnsError(400, "MissingVisibilityTimeout", "VisibilityTimeout is missing.")
-            message = fake._change_visibility(queue, handle, seconds)
-            with fake._lock:
-                fields = [
-                    ("ReceiptHandle", message.handle),
-                    ("NextVisibleTime", int(message.visible_at * 1000)),
-                ]
-            return 200, _xml("ChangeVisibility", fields)
+            return 200, self._visibility_changed(queue, query)
         raise MnsError(400, "InvalidRequestURL", f"Unsupported method {method}.")
+
+    def _received(self, queue: str, query: dict[str, str]) -> bytes:
+        """ReceiveMessage (one, as `<Message>`), BatchReceiveMessage, or a peek."""
+        fake = self.server_fake
+        count = _int_param(query, "numOfMessages", 1, MAX_BATCH)
+        if query.get("peekonly") == "true":
+            return self._peek(queue, count)
+        wait = _int_param(query, "waitseconds", 0, MAX_WAIT_SECONDS)
+        if wait is None:
+            with fake._lock:
+                wait = fake._queue(queue).polling_wait_seconds
+        taken = fake._receive(queue, count or 1, wait)
+        with fake._lock:
+            if count is None:
+                return _xml("Message", _message_fields(taken[0]))
+            blocks = "".join(_elements("Message", _message_fields(m)) for m in taken)
+        return _document("Messages", blocks)
+
+    def _visibility_changed(self, queue: str, query: dict[str, str]) -> bytes:
+        fake = self.server_fake
+        handle = query.get("ReceiptHandle")
+        if not handle:
+            raise MnsError(400, "MissingReceiptHandle", "ReceiptHandle is missing.")
+        seconds = _int_param(query, "VisibilityTimeout", 1, 43200)
+        if seconds is None:
+            raise MnsError(400, "MissingVisibilityTimeout", "VisibilityTimeout is missing.")
+        message = fake._change_visibility(queue, handle, seconds)
+        with fake._lock:
+            fields = [
+                ("ReceiptHandle", message.handle),
+                ("NextVisibleTime", int(message.visible_at * 1000)),
+            ]
+        return _xml("ChangeVisibility", fields)
 
     def _check_md5(self, body: bytes, headers: dict[str, str]) -> None:
         sent = headers.get("content-md5")
