@@ -30,12 +30,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import ThreadingHTTPServer
+from typing import Self
 from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
-from consumer.testing._http import serve, shut
+from consumer.testing._http import HttpPeer, QuietHandler
 
 XMLNS = "http://mns.aliyuncs.com/doc/v1/"
 MAX_BATCH = 16
@@ -185,12 +185,14 @@ class _Knobs:
     delete_fail_handles: set[str] = field(default_factory=set)
 
 
-class FakeMnsServer:
+class FakeMnsServer(HttpPeer):
     """MNS on 127.0.0.1; `with FakeMnsServer() as mns:` or `start()` / `stop()`.
 
     `clock` (epoch seconds) decides credential expiry only, so tests can age STS tokens
     without sleeping; visibility and long polling use the real clock.
     """
+
+    name = "fake-mns"
 
     def __init__(
         self,
@@ -201,7 +203,7 @@ class FakeMnsServer:
         seed: int | None = None,
         host_id: str = "http://fake.mns.localhost",
     ) -> None:
-        self._address = (host, port)
+        super().__init__(host, port)
         self._clock = clock
         self._random = random.Random(seed)
         self._host_id = host_id
@@ -212,25 +214,25 @@ class FakeMnsServer:
         self._requests: list[RequestRecord] = []
         self._knobs = _Knobs()
         self._seq = itertools.count(1)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> FakeMnsServer:
-        if self._server is not None:
-            raise RuntimeError("the fake MNS server is already running")
-        self._stopping.clear()
-        self._server, self._thread = serve(self._address, _handler_for(self), "fake-mns")
-        return self
+    def start(self) -> Self:
+        self._stopping.clear()  # (a no-op while running: only a stop sets it)
+        return super().start()
 
-    def stop(self) -> None:
-        """Stop serving; wakes long polls and closes kept-alive connections."""
-        server, self._server = self._server, None
-        if server is None:
-            return
+    def _handler(self) -> type[_Handler]:
+        fake = self
+
+        class Handler(_Handler):
+            server_fake = fake
+
+        return Handler
+
+    def _wake(self, server: ThreadingHTTPServer) -> None:
+        """Wake long polls and close kept-alive connections."""
         self._stopping.set()
         with self._lock:
             self._lock.notify_all()
@@ -240,24 +242,6 @@ class FakeMnsServer:
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-        shut(server, self._thread)
-
-    def __enter__(self) -> FakeMnsServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the fake MNS server is not running")
-        return int(self._server.server_address[1])
-
-    @property
-    def endpoint(self) -> str:
-        """The `mns.endpoint` to configure: `http://127.0.0.1:PORT`."""
-        return f"http://{self._address[0]}:{self.port}"
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -699,15 +683,7 @@ def _parse_body(body: bytes) -> ET.Element:
         raise MnsError(400, "MalformedXML", "The XML you provided was not well-formed.") from None
 
 
-def _handler_for(fake: FakeMnsServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(_Handler):
-        server_fake = fake
-
-    return Handler
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     server_fake: FakeMnsServer
     timeout = 120  # idle keep-alive connections are closed eventually
 
@@ -724,9 +700,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.server_fake._connections.discard(self.connection)
         with contextlib.suppress(OSError):
             super().finish()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the request log is `FakeMnsServer.requests`."""
 
     def do_GET(self) -> None:
         self._serve()
