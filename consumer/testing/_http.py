@@ -60,8 +60,8 @@ class HttpPeer(Peer):
         self._thread: threading.Thread | None = None
 
     @abstractmethod
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        """The request handler class, bound to this peer."""
+    def _handler(self) -> type[QuietHandler]:
+        """The peer's request handler class; each request sees the peer as `self.peer`."""
 
     def _wake(self, server: ThreadingHTTPServer) -> None:
         """Before the server closes: wake what would hold a request (long polls, kept-alive
@@ -70,7 +70,9 @@ class HttpPeer(Peer):
     def start(self) -> Self:
         if self._server is not None:
             raise RuntimeError(f"{self.name} is already running")
-        self._server, self._thread = serve(self._address, self._handler(), self.name)
+        handler = self._handler()
+        bound = type(handler.__name__, (handler,), {"peer": self})
+        self._server, self._thread = serve(self._address, bound, self.name)
         return self
 
     def stop(self) -> None:
@@ -100,6 +102,8 @@ class QuietHandler(BaseHTTPRequestHandler):
     """HTTP/1.1 without a log line per request (the peers keep their own records)."""
 
     protocol_version = "HTTP/1.1"
+    peer: Any
+    """The `HttpPeer` serving the request (a subclass narrows the type)."""
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

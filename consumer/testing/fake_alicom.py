@@ -116,12 +116,7 @@ class FakeAlicomServer(HttpPeer):
         self._serial = itertools.count(1)
 
     def _handler(self) -> type[_Handler]:
-        fake = self
-
-        class Handler(_Handler):
-            server_fake = fake
-
-        return Handler
+        return _Handler
 
     # -- knobs and introspection -----------------------------------------------------------
 
@@ -424,7 +419,7 @@ def shanghai_wall_time(epoch: float) -> str:
 
 
 class _Handler(QuietHandler):
-    server_fake: FakeAlicomServer
+    peer: FakeAlicomServer
     timeout = 60
 
     def setup(self) -> None:
@@ -447,7 +442,7 @@ class _Handler(QuietHandler):
             query.update(parse_qsl(body.decode(), keep_blank_values=True))
         headers = {name.lower(): value for name, value in self.headers.items()}
         signed = _Signed(self.command, self.path.partition("?")[0], raw_query, headers, body)
-        status, answer = self.server_fake.handle(query, headers, signed)
+        status, answer = self.peer.handle(query, headers, signed)
         payload = json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json;charset=utf-8")

@@ -42,16 +42,11 @@ class FakeHuaweiRecordApi(HttpPeer):
         self._lock = threading.Lock()
 
     def _handler(self) -> type[_Handler]:
-        owner = self
-
-        class Handler(_Handler):
-            api = owner
-
-        return Handler
+        return _Handler
 
 
 class _Handler(QuietHandler):
-    api: FakeHuaweiRecordApi
+    peer: FakeHuaweiRecordApi
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
@@ -62,16 +57,16 @@ class _Handler(QuietHandler):
         domain = next(iter(query.get("recordDomain", [])), None)
         name = next(iter(query.get("fileName", [])), None)
         headers = CIMultiDict(self.headers.items())
-        denied = self.api.checker.check(Credentials(headers, None))
+        denied = self.peer.checker.check(Credentials(headers, None))
         reason = None if denied is None else f"{denied.reason}: {denied.detail}"
-        with self.api._lock:
-            self.api.requests.append(RecordRequest(domain, name, reason))
+        with self.peer._lock:
+            self.peer.requests.append(RecordRequest(domain, name, reason))
         if denied is not None:
             self._empty(401)
         elif not domain or not name:
             self._empty(400)
         else:
-            location = f"{self.api.location_base}/{quote(domain)}/{quote(name)}"
+            location = f"{self.peer.location_base}/{quote(domain)}/{quote(name)}"
             self._empty(301, {"Location": location})
 
 

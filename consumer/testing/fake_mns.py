@@ -224,12 +224,7 @@ class FakeMnsServer(HttpPeer):
         return super().start()
 
     def _handler(self) -> type[_Handler]:
-        fake = self
-
-        class Handler(_Handler):
-            server_fake = fake
-
-        return Handler
+        return _Handler
 
     def _wake(self, server: ThreadingHTTPServer) -> None:
         """Wake long polls and close kept-alive connections."""
@@ -684,7 +679,7 @@ def _parse_body(body: bytes) -> ET.Element:
 
 
 class _Handler(QuietHandler):
-    server_fake: FakeMnsServer
+    peer: FakeMnsServer
     timeout = 120  # idle keep-alive connections are closed eventually
 
     def setup(self) -> None:
@@ -692,12 +687,12 @@ class _Handler(QuietHandler):
         # Headers and body go out in separate writes; without this, Nagle's algorithm and
         # the client's delayed ACK add 40 ms to every answer.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self.server_fake._lock:
-            self.server_fake._connections.add(self.connection)
+        with self.peer._lock:
+            self.peer._connections.add(self.connection)
 
     def finish(self) -> None:
-        with self.server_fake._lock:
-            self.server_fake._connections.discard(self.connection)
+        with self.peer._lock:
+            self.peer._connections.discard(self.connection)
         with contextlib.suppress(OSError):
             super().finish()
 
@@ -714,7 +709,7 @@ class _Handler(QuietHandler):
         self._serve()
 
     def _serve(self) -> None:
-        fake = self.server_fake
+        fake = self.peer
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {name.lower(): value for name, value in self.headers.items()}
@@ -773,7 +768,7 @@ class _Handler(QuietHandler):
             return 201, self._send_messages(queue, body)
         if method == "DELETE":
             if "ReceiptHandle" in query:
-                self.server_fake._delete(queue, query["ReceiptHandle"])
+                self.peer._delete(queue, query["ReceiptHandle"])
                 return 204, b""
             return self._batch_delete(queue, body)
         if method == "PUT":
@@ -782,7 +777,7 @@ class _Handler(QuietHandler):
 
     def _received(self, queue: str, query: dict[str, str]) -> bytes:
         """ReceiveMessage (one, as `<Message>`), BatchReceiveMessage, or a peek."""
-        fake = self.server_fake
+        fake = self.peer
         count = _int_param(query, "numOfMessages", 1, MAX_BATCH)
         if query.get("peekonly") == "true":
             return self._peek(queue, count)
@@ -798,7 +793,7 @@ class _Handler(QuietHandler):
         return _document("Messages", blocks)
 
     def _visibility_changed(self, queue: str, query: dict[str, str]) -> bytes:
-        fake = self.server_fake
+        fake = self.peer
         handle = query.get("ReceiptHandle")
         if not handle:
             raise MnsError(400, "MissingReceiptHandle", "ReceiptHandle is missing.")
@@ -827,7 +822,7 @@ class _Handler(QuietHandler):
             raise MnsError(400, "InvalidDegist", "The Content-MD5 you specified is not valid.")
 
     def _attributes(self, name: str) -> bytes:
-        fake = self.server_fake
+        fake = self.peer
         stats = fake.stats(name)
         with fake._lock:
             q = fake._queue(name)
@@ -848,7 +843,7 @@ class _Handler(QuietHandler):
         return _xml("Queue", fields)
 
     def _peek(self, queue: str, count: int | None) -> bytes:
-        fake = self.server_fake
+        fake = self.peer
         now = time.time()
         with fake._lock:
             ready = sorted(
@@ -866,7 +861,7 @@ class _Handler(QuietHandler):
         return _document("Messages", "".join(_elements("Message", b) for b in blocks))
 
     def _send_messages(self, queue: str, body: bytes) -> bytes:
-        fake = self.server_fake
+        fake = self.peer
         root = _parse_body(body)
         items = [root] if _strip(root.tag) == "Message" else list(root)
         if not items or len(items) > MAX_BATCH:
@@ -896,7 +891,7 @@ class _Handler(QuietHandler):
         return _document("Messages", inner)
 
     def _batch_delete(self, queue: str, body: bytes) -> tuple[int, bytes]:
-        fake = self.server_fake
+        fake = self.peer
         root = _parse_body(body)
         handles = [
             (child.text or "").strip() for child in root if _strip(child.tag) == "ReceiptHandle"
@@ -934,7 +929,7 @@ class _Handler(QuietHandler):
                 ("Code", exc.code),
                 ("Message", exc.message),
                 ("RequestId", request_id),
-                ("HostId", self.server_fake._host_id),
+                ("HostId", self.peer._host_id),
             ],
         )
         self._send(exc.status, body, request_id)

@@ -73,16 +73,11 @@ class RecordingServer(HttpPeer):
         return self.base + path
 
     def _handler(self) -> type[_Handler]:
-        owner = self
-
-        class Handler(_Handler):
-            server_state = owner
-
-        return Handler
+        return _Handler
 
 
 class _Handler(QuietHandler):
-    server_state: RecordingServer
+    peer: RecordingServer
 
     def handle(self) -> None:
         # A client that cuts a download (max_bytes) resets the connection: not a server error.
@@ -92,7 +87,7 @@ class _Handler(QuietHandler):
             self.close_connection = True
 
     def do_GET(self) -> None:
-        state = self.server_state
+        state = self.peer
         path = urlsplit(self.path).path
         with state._lock:
             state.hits[path] += 1
