@@ -62,52 +62,57 @@ async def download(
             raise DownloadError(DownloadError.REFUSED, why)
         try:
             async with session.get(url, allow_redirects=False) as response:
-                if response.status in _REDIRECTS:
-                    location = response.headers.get("Location")
-                    if not location:
-                        raise DownloadError(
-                            DownloadError.ERROR,
-                            f"HTTP {response.status} without Location",
-                            response.status,
-                        )
-                    url = urljoin(url, location)
-                    continue
-                if response.status in GONE:
-                    raise DownloadError(
-                        DownloadError.GONE, f"HTTP {response.status}", response.status
-                    )
-                if response.status != 200:
-                    raise DownloadError(
-                        DownloadError.ERROR, f"HTTP {response.status}", response.status
-                    )
-                length = response.content_length
-                if length is not None and length > max_bytes:
-                    raise DownloadError(
-                        DownloadError.TOO_LARGE,
-                        f"Content-Length {length} is over max_bytes {max_bytes}",
-                        200,
-                    )
-                digest = hashlib.sha256()
-                size = 0
-                async for chunk in response.content.iter_chunked(CHUNK):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise DownloadError(
-                            DownloadError.TOO_LARGE,
-                            f"cut at max_bytes {max_bytes}: the file is larger",
-                            200,
-                        )
-                    digest.update(chunk)
-                    into.write(chunk)
-                if length is not None and size != length:
-                    raise DownloadError(DownloadError.ERROR, f"got {size} of {length} bytes", 200)
-                content_type = (response.headers.get("Content-Type") or "")[:200] or None
-                return Downloaded(size, digest.hexdigest(), content_type, url.split("?", 1)[0])
+                target = _redirect(response, url)
+                if target is None:
+                    return await _save(response, url, into, max_bytes)
         except aiohttp.ClientError as exc:
             raise DownloadError(DownloadError.ERROR, describe(exc)) from exc
         except TimeoutError as exc:
             raise DownloadError(DownloadError.ERROR, "timed out") from exc
+        url = target
     raise DownloadError(DownloadError.ERROR, f"more than {MAX_REDIRECTS} redirects")
+
+
+def _redirect(response: aiohttp.ClientResponse, url: str) -> str | None:
+    """Where a redirect points (checked by the caller before it is contacted), or None."""
+    if response.status not in _REDIRECTS:
+        return None
+    location = response.headers.get("Location")
+    if not location:
+        raise DownloadError(
+            DownloadError.ERROR, f"HTTP {response.status} without Location", response.status
+        )
+    return urljoin(url, location)
+
+
+async def _save(
+    response: aiohttp.ClientResponse, url: str, into: BinaryIO, max_bytes: int
+) -> Downloaded:
+    """The body of a final answer into `into`, refused before reading when it says it is too
+    large, and cut as soon as it proves so."""
+    if response.status in GONE:
+        raise DownloadError(DownloadError.GONE, f"HTTP {response.status}", response.status)
+    if response.status != 200:
+        raise DownloadError(DownloadError.ERROR, f"HTTP {response.status}", response.status)
+    length = response.content_length
+    if length is not None and length > max_bytes:
+        raise DownloadError(
+            DownloadError.TOO_LARGE, f"Content-Length {length} is over max_bytes {max_bytes}", 200
+        )
+    digest = hashlib.sha256()
+    size = 0
+    async for chunk in response.content.iter_chunked(CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            raise DownloadError(
+                DownloadError.TOO_LARGE, f"cut at max_bytes {max_bytes}: the file is larger", 200
+            )
+        digest.update(chunk)
+        into.write(chunk)
+    if length is not None and size != length:
+        raise DownloadError(DownloadError.ERROR, f"got {size} of {length} bytes", 200)
+    content_type = (response.headers.get("Content-Type") or "")[:200] or None
+    return Downloaded(size, digest.hexdigest(), content_type, url.split("?", 1)[0])
 
 
 __all__ = ["GONE", "DownloadError", "Downloaded", "download"]

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import ParamSpec, TypeVar
@@ -36,6 +34,7 @@ from consumer.archive.hosts import HostPolicy
 from consumer.archive.metrics import ArchiveMetrics
 from consumer.archive.store import Store, extension
 from consumer.archive.store import object_key as store_key
+from consumer.background import lease_owner
 from consumer.config.model import Config, RecordingsConfig
 from consumer.errors import describe
 from consumer.sinks.recordings import Recording, RecordingTable
@@ -78,7 +77,7 @@ class Archiver:
         self.poll_seconds = poll_seconds
         self.clock = clock
         self.policy = HostPolicy(config.allow_hosts)
-        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.owner = lease_owner()
         self._stop = asyncio.Event()
         self._tasks: dict[int, asyncio.Task[None]] = {}
 

@@ -17,8 +17,7 @@ from consumer.errors import InvalidMessage
 from consumer.extras import require
 from consumer.formats import aliyun_outbound_bot
 from consumer.model import Kind, Normalized, Provider
-from consumer.openapi import client_options
-from consumer.reconcile.query import QueryError, classify, limiter_for, tagged
+from consumer.reconcile.query import QueryError, classify, limiter_for, sdk_client, tagged
 from consumer.sinks.reconcile import OwedCall
 
 # DescribeJob's documented limit is far higher; this keeps one daemon polite.
@@ -76,20 +75,11 @@ class OutboundBotJob:
     ) -> None:
         require("reconcile", "reconcile.aliyun_outbound_bot")
         from alibabacloud_outboundbot20191226.client import Client  # noqa: PLC0415
-        from alibabacloud_tea_openapi.models import Config  # noqa: PLC0415
-        from darabonba.runtime import RuntimeOptions  # noqa: PLC0415
 
-        options, runtime = client_options(
-            config.access_key_id,
-            config.access_key_secret.get_secret_value(),
-            config.url,
-            region=config.region,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-        )
         self.config = config
-        self._client = Client(Config(**options))
-        self._runtime = RuntimeOptions(**runtime)
+        self._client, self._runtime = sdk_client(
+            Client, config, config.url, config.region, (connect_timeout, read_timeout)
+        )
         self._limiter = limiter_for("outboundbot", config.access_key_id, _QPS)
 
     def fetch(self, call: OwedCall) -> Normalized | None:

@@ -18,12 +18,12 @@ from consumer.errors import InvalidMessage
 from consumer.extras import require
 from consumer.formats import aliyun_voice_report
 from consumer.model import Normalized, Provider
-from consumer.openapi import client_options
 from consumer.reconcile.query import (
     QueryError,
     classify,
     classify_code,
     limiter_for,
+    sdk_client,
     tagged,
 )
 from consumer.reconcile.rules import epoch_millis, shanghai_day_start
@@ -69,20 +69,11 @@ class VmsCallDetail:
         # The SDK (with its credentials stack) loads only where a query is configured.
         require("reconcile", "reconcile.aliyun_vms")
         from alibabacloud_dyvmsapi20170525.client import Client  # noqa: PLC0415
-        from alibabacloud_tea_openapi.models import Config  # noqa: PLC0415
-        from darabonba.runtime import RuntimeOptions  # noqa: PLC0415
 
-        options, runtime = client_options(
-            config.access_key_id,
-            config.access_key_secret.get_secret_value(),
-            config.endpoint,
-            region="cn-hangzhou",
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-        )
         self.config = config
-        self._client = Client(Config(**options))
-        self._runtime = RuntimeOptions(**runtime)
+        self._client, self._runtime = sdk_client(
+            Client, config, config.endpoint, "cn-hangzhou", (connect_timeout, read_timeout)
+        )
         self._limiter = limiter_for("dyvmsapi", config.access_key_id, config.max_qps)
 
     def fetch(self, call: OwedCall) -> Normalized | None:

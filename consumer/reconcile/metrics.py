@@ -9,51 +9,39 @@ from __future__ import annotations
 import threading
 from typing import get_args
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from consumer.model import Provider
+from consumer.prometheus import Collectors, declare
 from consumer.reconcile.query import QUERYABLE, Result
 
 
 class ReconcileMetrics:
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
-        p = ["provider"]
-        self.open = Gauge(
+        make = Collectors("provider", registry)
+        self.open = make.gauge(
             "consumer_calls_open",
             "Calls without their final record, within their deadline",
-            p,
-            registry=registry,
-            multiprocess_mode="livemax",
+            "livemax",
         )
-        self.overdue = Gauge(
-            "consumer_calls_overdue",
-            "Calls past their deadline without a final record",
-            p,
-            registry=registry,
-            multiprocess_mode="livemax",
+        self.overdue = make.gauge(
+            "consumer_calls_overdue", "Calls past their deadline without a final record", "livemax"
         )
-        self.queries = Counter(
+        self.queries = make.counter(
             "consumer_reconcile_queries",
             "Queries to a provider's API for a call's final record, by result",
-            ["provider", "result"],
-            registry=registry,
+            "result",
         )
-        self.lost = Counter(
+        self.lost = make.counter(
             "consumer_calls_lost",
             "Calls given up after give_up_after without a final record: alert on this",
-            p,
-            registry=registry,
         )
 
     def declare(self) -> None:
-        """Export the counters at 0 when the reconciler starts, so that `increase()` alerts
-        work from the first scrape: every result of every provider it can query, and the lost
-        calls of every provider."""
-        for provider in QUERYABLE:
-            for result in get_args(Result):
-                self.queries.labels(provider.value, result)
-        for provider in Provider:
-            self.lost.labels(provider.value)
+        """Export the counters at 0 when the reconciler starts: every result of every provider
+        it can query, and the lost calls of every provider."""
+        declare(self.queries, [provider.value for provider in QUERYABLE], get_args(Result))
+        declare(self.lost, [provider.value for provider in Provider])
 
     def counts(self, provider: str, open_calls: int, overdue_calls: int) -> None:
         self.open.labels(provider).set(open_calls)

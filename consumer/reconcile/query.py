@@ -11,16 +11,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
+
+from pydantic import SecretStr
 
 from consumer.errors import describe
 from consumer.model import CallEvent, Normalized, Provider
+from consumer.openapi import client_options
 from consumer.sinks.reconcile import OwedCall
 
 Result = Literal["found", "not_found", "error", "auth_error", "throttled"]
 QUERYABLE = (Provider.ALIYUN_VMS, Provider.ALIYUN_OUTBOUND_BOT)
 """The providers with an API to ask for a call's final record (`runner.build_queries`)."""
 SOURCE = "reconcile"
+T = TypeVar("T")
 
 # Codes that mean the credentials, not the request, are wrong: retrying cannot help.
 _AUTH_CODES = (
@@ -49,6 +53,39 @@ class Query(Protocol):
     def provider(self) -> Provider: ...
 
     def fetch(self, call: OwedCall) -> Normalized | None: ...
+
+
+class Account(Protocol):
+    """The credentials of a query's configuration."""
+
+    @property
+    def access_key_id(self) -> str: ...
+
+    @property
+    def access_key_secret(self) -> SecretStr: ...
+
+
+def sdk_client(
+    client: Callable[[Any], T],
+    account: Account,
+    url: str,
+    region: str,
+    timeouts: tuple[float, float],
+) -> tuple[T, Any]:
+    """An Aliyun SDK `client` of `account` at `url`, and the runtime options of its calls;
+    `timeouts`: to connect and to read, in seconds."""
+    from alibabacloud_tea_openapi.models import Config  # noqa: PLC0415 - with the SDK
+    from darabonba.runtime import RuntimeOptions  # noqa: PLC0415
+
+    options, runtime = client_options(
+        account.access_key_id,
+        account.access_key_secret.get_secret_value(),
+        url,
+        region=region,
+        connect_timeout=timeouts[0],
+        read_timeout=timeouts[1],
+    )
+    return client(Config(**options)), RuntimeOptions(**runtime)
 
 
 def classify(exc: Exception) -> QueryError:
@@ -125,5 +162,6 @@ __all__ = [
     "classify",
     "classify_code",
     "limiter_for",
+    "sdk_client",
     "tagged",
 ]

@@ -14,10 +14,8 @@ reason and counted; a signature or credential failure is logged as an error on e
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +23,7 @@ from datetime import UTC, datetime
 import structlog
 import tenacity
 
+from consumer.background import Background, lease_owner
 from consumer.config.model import Config, ReconcileConfig
 from consumer.errors import describe
 from consumer.model import Normalized, Provider
@@ -66,7 +65,9 @@ def build_queries(config: ReconcileConfig) -> dict[Provider, Query]:
     return queries
 
 
-class Reconciler:
+class Reconciler(Background):
+    thread_name = "consumer-reconcile"
+
     def __init__(
         self,
         config: ReconcileConfig,
@@ -79,6 +80,7 @@ class Reconciler:
         initial_backoff: float = 0.5,
         max_backoff: float = 8.0,
     ) -> None:
+        super().__init__()
         self.config = config
         self.sink = sink
         self.states = CallStates(sink)
@@ -90,9 +92,7 @@ class Reconciler:
         self.max_backoff = max_backoff
         self.every = config.every.total_seconds()
         self.lease_seconds = max(60.0, 3 * self.every)
-        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.owner = lease_owner()
 
     # -- one pass ----------------------------------------------------------------------------
 
@@ -205,29 +205,18 @@ class Reconciler:
 
     # -- the thread --------------------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self, stop: threading.Event) -> None:
         """Passes every `every` until `stop()`; failures are logged and never end the loop."""
-        while not self._stop.is_set():
+        while not stop.is_set():
             try:
                 self.run_pass()
             except Exception as exc:
                 log.warning("reconcile pass failed", error=describe(exc))
-            self._stop.wait(self.every)
+            stop.wait(self.every)
 
     def start(self) -> threading.Thread:
-        if self._thread is not None:
-            raise RuntimeError("the reconciler is already started")
         self.metrics.declare()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name="consumer-reconcile", daemon=True)
-        self._thread.start()
-        return self._thread
-
-    def stop(self, timeout: float | None = None) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        return super().start()
 
     def close(self, timeout: float | None = None) -> None:
         """Stop, then close the sink (the daemon's reconciler owns its own)."""

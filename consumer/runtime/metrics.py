@@ -18,8 +18,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from consumer.prometheus import Collectors
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -40,67 +42,47 @@ class PrometheusMetrics:
         activity: Callable[[], None] | None = None,
     ) -> None:
         self._activity = activity
-        q = ["queue"]
-        self._received = Counter(
-            "consumer_messages_received", "Messages received from a source", q, registry=registry
+        make = Collectors("queue", registry)
+        self._received = make.counter(
+            "consumer_messages_received", "Messages received from a source"
         )
-        self._acked = Counter(
+        self._acked = make.counter(
             "consumer_messages_acked",
             "Messages acknowledged (deleted, acked, answered 200) after their commit",
-            q,
-            registry=registry,
         )
-        self._nacked = Counter(
+        self._nacked = make.counter(
             "consumer_messages_nacked",
             "Messages given back for redelivery because their commit failed",
-            q,
-            registry=registry,
         )
-        self._events = Counter(
+        self._events = make.counter(
             "consumer_events_written",
             "Normalized events handed to the sink in committed transactions",
-            q,
-            registry=registry,
         )
-        self._dead = Counter(
+        self._dead = make.counter(
             "consumer_dead_letters",
             "Messages quarantined in dead_letters, by reason: alert on this",
-            ["queue", "reason"],
-            registry=registry,
+            "reason",
         )
-        self._retries = Counter(
-            "consumer_sink_retries",
-            "Sink attempts repeated after a transient failure",
-            q,
-            registry=registry,
+        self._retries = make.counter(
+            "consumer_sink_retries", "Sink attempts repeated after a transient failure"
         )
-        self._in_flight = Gauge(
-            "consumer_inflight_messages",
-            "Messages received and not yet settled",
-            q,
-            registry=registry,
-            multiprocess_mode="livesum",
+        self._in_flight = make.gauge(
+            "consumer_inflight_messages", "Messages received and not yet settled", "livesum"
         )
-        self._latency = Histogram(
+        self._latency = make.histogram(
             "consumer_message_latency_seconds",
             "From receive to settlement, per message",
-            q,
-            registry=registry,
-            buckets=LATENCY_BUCKETS,
+            LATENCY_BUCKETS,
         )
-        self._sink = Histogram(
+        self._sink = make.histogram(
             "consumer_sink_latency_seconds",
             "One sink transaction, successful or not",
-            q,
-            registry=registry,
-            buckets=SINK_BUCKETS,
+            SINK_BUCKETS,
         )
-        self._up = Gauge(
+        self._up = make.gauge(
             "consumer_source_up",
             "1 when every live worker of the queue reached its source on its last try",
-            q,
-            registry=registry,
-            multiprocess_mode="livemin",
+            "livemin",
         )
 
     def declare(self, queue: str) -> None:

@@ -25,7 +25,6 @@ import json
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 import structlog
 
 from consumer import __version__, backoff
+from consumer.background import Background, lease_owner
 from consumer.config.model import (
     Forward,
     JsonlForward,
@@ -225,12 +225,14 @@ def build_all(entries: Sequence[Forward]) -> list[Forwarder]:
     return forwarders
 
 
-class ForwardRunner:
-    """Delivers the outbox to its forwarders; `run` is meant for a worker thread.
+class ForwardRunner(Background):
+    """Delivers the outbox to its forwarders; `start()` runs it in a thread until `stop()`.
 
     Backoff after a failure: `initial_backoff * 2**(failures so far)`, capped at `max_backoff`,
     kept in the database, so every worker honours it and a restart does not reset it.
     """
+
+    thread_name = "consumer-forward"
 
     def __init__(
         self,
@@ -246,6 +248,7 @@ class ForwardRunner:
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        super().__init__()
         self.outbox = outbox
         self.forwarders = tuple(forwarders)
         self.batch_size = batch_size
@@ -254,9 +257,7 @@ class ForwardRunner:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.clock = clock
-        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self.owner = lease_owner()
 
     def run_once(self, max_batches: int = 10) -> float:
         """Deliver what is due now; the seconds to wait before calling again."""
@@ -306,23 +307,6 @@ class ForwardRunner:
                 log.warning("forward runner: outbox unavailable", error=describe(exc))
                 wait = self.poll_seconds
             stop.wait(wait)
-
-    def start(self) -> threading.Thread:
-        """Run in a daemon thread until `stop()`."""
-        if self._thread is not None:
-            raise RuntimeError("the forward runner is already started")
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self.run, args=(self._stop,), name="consumer-forward", daemon=True
-        )
-        self._thread.start()
-        return self._thread
-
-    def stop(self, timeout: float | None = None) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
 
 
 __all__ = [

@@ -136,29 +136,24 @@ class CallStates:
 
     def mark_overdue(self, provider: str, cutoff: datetime) -> int:
         """Open calls whose last event is older than `cutoff` become overdue; how many."""
-        s = self.sink
-        with s._write() as cur:
-            cur.execute(
-                s._sql(
-                    f"UPDATE calls SET state = '{State.OVERDUE}' WHERE state = '{State.OPEN}'"
-                    " AND provider = ? AND last_event_at < ?"
-                ),
-                (provider, s._time(cutoff)),
-            )
-            return max(cur.rowcount, 0)
+        return len(self._move(provider, State.OPEN, State.OVERDUE, cutoff))
 
     def mark_lost(self, provider: str, cutoff: datetime) -> list[str]:
         """Overdue calls whose last event is older than `cutoff` are lost; their call ids."""
+        return sorted(self._move(provider, State.OVERDUE, State.LOST, cutoff))
+
+    def _move(self, provider: str, old: State, new: State, cutoff: datetime) -> list[str]:
+        """The calls of `provider` in state `old` with no event since `cutoff` go to `new`."""
         s = self.sink
         with s._write() as cur:
             cur.execute(
                 s._sql(
-                    f"UPDATE calls SET state = '{State.LOST}' WHERE state = '{State.OVERDUE}'"
+                    f"UPDATE calls SET state = '{new}' WHERE state = '{old}'"
                     " AND provider = ? AND last_event_at < ? RETURNING call_id"
                 ),
                 (provider, s._time(cutoff)),
             )
-            return sorted(str(row[0]) for row in cur.fetchall())
+            return [str(row[0]) for row in cur.fetchall()]
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 STATUSES = ("pending", "archived", "failed", "expired", "refused")
 RETRYABLE = ("failed", "expired", "refused")
 _ERROR_CHARS = 2000
+_UNLEASED = "lease_owner = NULL, lease_until = 0"
 _COLUMNS = (
     "id",
     "provider",
@@ -134,17 +135,9 @@ class RecordingTable:
         return sorted((self._row(row) for row in rows), key=lambda r: r.id)
 
     def renew(self, owner: str, ids: Sequence[int], until: float) -> None:
-        if not ids:
-            return
-        marks = ",".join("?" * len(ids))
-        with self.sink._write() as cur:
-            cur.execute(
-                self._sql(
-                    "UPDATE recordings SET lease_until = ?"
-                    f" WHERE lease_owner = ? AND id IN ({marks})"
-                ),
-                (until, owner, *ids),
-            )
+        if ids:
+            with self.sink._write() as cur:
+                self._leased(cur, owner, ids, "lease_until = ?", (until,))
 
     def archived(
         self,
@@ -159,16 +152,15 @@ class RecordingTable:
     ) -> bool:
         """Mark the row archived and point its call at the object; False if the lease was lost."""
         with self.sink._write() as cur:
-            cur.execute(
-                self._sql(
-                    "UPDATE recordings SET status = 'archived', archive_uri = ?, sha256 = ?,"
-                    " bytes = ?, content_type = ?, archived_at = ?, last_error = NULL,"
-                    " lease_owner = NULL, lease_until = 0"
-                    " WHERE id = ? AND lease_owner = ? AND status = 'pending'"
-                ),
-                (uri, sha256, size, content_type, self.sink._time(now), row.id, owner),
+            done = self._leased(
+                cur,
+                owner,
+                [row.id],
+                "status = 'archived', archive_uri = ?, sha256 = ?, bytes = ?, content_type = ?,"
+                f" archived_at = ?, last_error = NULL, {_UNLEASED}",
+                (uri, sha256, size, content_type, self.sink._time(now)),
             )
-            if cur.rowcount != 1:
+            if done != 1:
                 return False
             if row.call_id is not None:
                 cur.execute(
@@ -185,13 +177,12 @@ class RecordingTable:
         self, owner: str, row_id: int, error: str, http_status: int | None, retry_at: float
     ) -> None:
         with self.sink._write() as cur:
-            cur.execute(
-                self._sql(
-                    "UPDATE recordings SET last_error = ?, last_http_status = ?,"
-                    " next_attempt_at = ?, lease_owner = NULL, lease_until = 0"
-                    " WHERE id = ? AND lease_owner = ? AND status = 'pending'"
-                ),
-                (error[:_ERROR_CHARS], http_status, retry_at, row_id, owner),
+            self._leased(
+                cur,
+                owner,
+                [row_id],
+                f"last_error = ?, last_http_status = ?, next_attempt_at = ?, {_UNLEASED}",
+                (error[:_ERROR_CHARS], http_status, retry_at),
             )
 
     def ended(
@@ -201,29 +192,44 @@ class RecordingTable:
         if status not in RETRYABLE:
             raise ValueError(f"not a final failure status: {status!r}")
         with self.sink._write() as cur:
-            cur.execute(
-                self._sql(
-                    "UPDATE recordings SET status = ?, last_error = ?, last_http_status = ?,"
-                    " lease_owner = NULL, lease_until = 0"
-                    " WHERE id = ? AND lease_owner = ? AND status = 'pending'"
-                ),
-                (status, error[:_ERROR_CHARS], http_status, row_id, owner),
+            self._leased(
+                cur,
+                owner,
+                [row_id],
+                f"status = ?, last_error = ?, last_http_status = ?, {_UNLEASED}",
+                (status, error[:_ERROR_CHARS], http_status),
             )
 
     def release(self, owner: str, ids: Sequence[int]) -> None:
         """Give rows back at once (a clean shutdown), without counting the attempt."""
-        if not ids:
-            return
+        if ids:
+            with self.sink._write() as cur:
+                self._leased(
+                    cur,
+                    owner,
+                    ids,
+                    f"{_UNLEASED}, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END",
+                )
+
+    def _leased(
+        self,
+        cur: Cursor,
+        owner: str,
+        ids: Sequence[int],
+        assignments: str,
+        values: Sequence[object] = (),
+    ) -> int:
+        """Update the rows `ids` that `owner` still leases (a leased row is pending); how many:
+        a row whose lease passed to another archiver is left alone."""
         marks = ",".join("?" * len(ids))
-        with self.sink._write() as cur:
-            cur.execute(
-                self._sql(
-                    "UPDATE recordings SET lease_owner = NULL, lease_until = 0,"
-                    " attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"
-                    f" WHERE lease_owner = ? AND status = 'pending' AND id IN ({marks})"
-                ),
-                (owner, *ids),
-            )
+        cur.execute(
+            self._sql(
+                f"UPDATE recordings SET {assignments}"
+                f" WHERE lease_owner = ? AND status = 'pending' AND id IN ({marks})"
+            ),
+            (*values, owner, *ids),
+        )
+        return int(cur.rowcount)
 
     def pending_counts(self) -> dict[str, int]:
         with self.sink._read() as cur:
@@ -259,7 +265,7 @@ class RecordingTable:
         marks = ",".join("?" * len(RETRYABLE))
         sql = (
             "UPDATE recordings SET status = 'pending', attempts = 0, next_attempt_at = 0,"
-            " lease_owner = NULL, lease_until = 0"
+            f" {_UNLEASED}"
             f" WHERE status IN ({marks})"
         )
         params: list[object] = list(RETRYABLE)

@@ -31,12 +31,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote
 from zoneinfo import ZoneInfo
 
-from consumer.testing._http import serve, shut
+from consumer.testing._http import HttpPeer, QuietHandler
 from consumer.testing.fake_mns import FakeMnsServer
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -81,7 +80,7 @@ class _Knobs:
     query_delay: float = 0.0
 
 
-class FakeAlicomServer:
+class FakeAlicomServer(HttpPeer):
     """The POP endpoint on 127.0.0.1: `auth.token_endpoint`, and the `endpoint` of the
     `reconcile.aliyun_vms` and `reconcile.aliyun_outbound_bot` query clients.
 
@@ -89,6 +88,8 @@ class FakeAlicomServer:
     must match; unknown ids get 403 InvalidAccessKeyId.NotFound. `clock` is epoch seconds and
     should be the `FakeMnsServer`'s clock, so tokens expire for both at the same instant.
     """
+
+    name = "fake-alicom"
 
     def __init__(
         self,
@@ -100,9 +101,9 @@ class FakeAlicomServer:
         clock: Callable[[], float] = time.time,
         token_ttl: float = 3600.0,
     ) -> None:
+        super().__init__(host, port)
         self._mns = mns
         self._accounts = dict(accounts or {})
-        self._address = (host, port)
         self._clock = clock
         self._lock = threading.Lock()
         self._knobs = _Knobs(token_ttl=token_ttl)
@@ -113,37 +114,9 @@ class FakeAlicomServer:
         self._in_flight: dict[str, int] = {}
         self._overlaps: list[str] = []
         self._serial = itertools.count(1)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> FakeAlicomServer:
-        if self._server is not None:
-            raise RuntimeError("the fake Alicom server is already running")
-        fake = self
-
-        class Handler(_Handler):
-            server_fake = fake
-
-        self._server, self._thread = serve(self._address, Handler, "fake-alicom")
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        shut(server, self._thread)
-
-    def __enter__(self) -> FakeAlicomServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def endpoint(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the fake Alicom server is not running")
-        return f"http://{self._address[0]}:{self._server.server_address[1]}"
+    def _handler(self) -> type[_Handler]:
+        return _Handler
 
     # -- knobs and introspection -----------------------------------------------------------
 
@@ -445,17 +418,13 @@ def shanghai_wall_time(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_fake: FakeAlicomServer
+class _Handler(QuietHandler):
+    peer: FakeAlicomServer
     timeout = 60
 
     def setup(self) -> None:
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the request log is `FakeAlicomServer.requests`."""
 
     def do_POST(self) -> None:
         self._serve()
@@ -473,7 +442,7 @@ class _Handler(BaseHTTPRequestHandler):
             query.update(parse_qsl(body.decode(), keep_blank_values=True))
         headers = {name.lower(): value for name, value in self.headers.items()}
         signed = _Signed(self.command, self.path.partition("?")[0], raw_query, headers, body)
-        status, answer = self.server_fake.handle(query, headers, signed)
+        status, answer = self.peer.handle(query, headers, signed)
         payload = json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json;charset=utf-8")

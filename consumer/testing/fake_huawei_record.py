@@ -11,13 +11,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
 from multidict import CIMultiDict
 
 from consumer.sources.http_auth import Credentials, HuaweiAksk
-from consumer.testing._http import serve, shut
+from consumer.testing._http import HttpPeer, QuietHandler
 
 RECORD_PATH = "/rest/provision/voice/record/v1.0"
 
@@ -30,78 +29,45 @@ class RecordRequest:
     """Why the signature was refused, or None."""
 
 
-class FakeHuaweiRecordApi:
+class FakeHuaweiRecordApi(HttpPeer):
+    name = "fake-huawei-record"
+
     def __init__(
         self, app_key: str, app_secret: str, location_base: str, host: str = "127.0.0.1"
     ) -> None:
+        super().__init__(host)
         self.checker = HuaweiAksk(app_key, app_secret, timedelta(minutes=5))
         self.location_base = location_base.rstrip("/")
-        self.address = (host, 0)
         self.requests: list[RecordRequest] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def endpoint(self) -> str:
-        return f"http://{self.address[0]}:{self.address[1]}"
-
-    def start(self) -> FakeHuaweiRecordApi:
-        owner = self
-
-        class Handler(_Handler):
-            api = owner
-
-        self._server, self._thread = serve(self.address, Handler, "fake-huawei-record")
-        self.address = (self.address[0], self._server.server_address[1])
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            shut(self._server, self._thread)
-            self._server = None
-
-    def __enter__(self) -> FakeHuaweiRecordApi:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
+    def _handler(self) -> type[_Handler]:
+        return _Handler
 
 
-class _Handler(BaseHTTPRequestHandler):
-    api: FakeHuaweiRecordApi
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+class _Handler(QuietHandler):
+    peer: FakeHuaweiRecordApi
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
         if parts.path != RECORD_PATH:
-            self._answer(404, {})
+            self._empty(404)
             return
         query = parse_qs(parts.query)
         domain = next(iter(query.get("recordDomain", [])), None)
         name = next(iter(query.get("fileName", [])), None)
         headers = CIMultiDict(self.headers.items())
-        denied = self.api.checker.check(Credentials(headers, None))
+        denied = self.peer.checker.check(Credentials(headers, None))
         reason = None if denied is None else f"{denied.reason}: {denied.detail}"
-        with self.api._lock:
-            self.api.requests.append(RecordRequest(domain, name, reason))
+        with self.peer._lock:
+            self.peer.requests.append(RecordRequest(domain, name, reason))
         if denied is not None:
-            self._answer(401, {})
+            self._empty(401)
         elif not domain or not name:
-            self._answer(400, {})
+            self._empty(400)
         else:
-            location = f"{self.api.location_base}/{quote(domain)}/{quote(name)}"
-            self._answer(301, {"Location": location})
-
-    def _answer(self, status: int, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+            location = f"{self.peer.location_base}/{quote(domain)}/{quote(name)}"
+            self._empty(301, {"Location": location})
 
 
 __all__ = ["RECORD_PATH", "FakeHuaweiRecordApi", "RecordRequest"]

@@ -30,12 +30,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import ThreadingHTTPServer
+from typing import Self
 from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
-from consumer.testing._http import serve, shut
+from consumer.testing._http import HttpPeer, QuietHandler
 
 XMLNS = "http://mns.aliyuncs.com/doc/v1/"
 MAX_BATCH = 16
@@ -185,12 +185,14 @@ class _Knobs:
     delete_fail_handles: set[str] = field(default_factory=set)
 
 
-class FakeMnsServer:
+class FakeMnsServer(HttpPeer):
     """MNS on 127.0.0.1; `with FakeMnsServer() as mns:` or `start()` / `stop()`.
 
     `clock` (epoch seconds) decides credential expiry only, so tests can age STS tokens
     without sleeping; visibility and long polling use the real clock.
     """
+
+    name = "fake-mns"
 
     def __init__(
         self,
@@ -201,7 +203,7 @@ class FakeMnsServer:
         seed: int | None = None,
         host_id: str = "http://fake.mns.localhost",
     ) -> None:
-        self._address = (host, port)
+        super().__init__(host, port)
         self._clock = clock
         self._random = random.Random(seed)
         self._host_id = host_id
@@ -212,25 +214,20 @@ class FakeMnsServer:
         self._requests: list[RequestRecord] = []
         self._knobs = _Knobs()
         self._seq = itertools.count(1)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> FakeMnsServer:
-        if self._server is not None:
-            raise RuntimeError("the fake MNS server is already running")
-        self._stopping.clear()
-        self._server, self._thread = serve(self._address, _handler_for(self), "fake-mns")
-        return self
+    def start(self) -> Self:
+        self._stopping.clear()  # (a no-op while running: only a stop sets it)
+        return super().start()
 
-    def stop(self) -> None:
-        """Stop serving; wakes long polls and closes kept-alive connections."""
-        server, self._server = self._server, None
-        if server is None:
-            return
+    def _handler(self) -> type[_Handler]:
+        return _Handler
+
+    def _wake(self, server: ThreadingHTTPServer) -> None:
+        """Wake long polls and close kept-alive connections."""
         self._stopping.set()
         with self._lock:
             self._lock.notify_all()
@@ -240,24 +237,6 @@ class FakeMnsServer:
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-        shut(server, self._thread)
-
-    def __enter__(self) -> FakeMnsServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the fake MNS server is not running")
-        return int(self._server.server_address[1])
-
-    @property
-    def endpoint(self) -> str:
-        """The `mns.endpoint` to configure: `http://127.0.0.1:PORT`."""
-        return f"http://{self._address[0]}:{self.port}"
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -551,32 +530,13 @@ class FakeMnsServer:
 
     def _authenticate(self, method: str, path: str, headers: dict[str, str], queue: str) -> None:
         """Raise the error MNS answers for this request's credentials, if any."""
-        if "date" not in headers:
-            raise MnsError(400, "MissingDateHeader", "The Date header is missing.")
-        try:
-            sent = parsedate_to_datetime(headers["date"]).timestamp()
-        except (TypeError, ValueError):
-            raise MnsError(400, "InvalidDateHeader", "The Date header is invalid.") from None
-        if abs(sent - time.time()) > MAX_DATE_SKEW_SECONDS:
-            raise MnsError(400, "InvalidDateHeader", "The Date header is more than 15 min off.")
-        authorization = headers.get("authorization")
-        if not authorization:
-            raise MnsError(400, "MissingAuthorizationHeader", "Authorization header missing.")
-        scheme, _, rest = authorization.partition(" ")
-        key_id, colon, signature = rest.rpartition(":")
-        if scheme != "MNS" or not colon or not key_id:
-            raise MnsError(
-                400, "InvalidAuthorizationHeader", "The Authorization header is invalid."
-            )
+        _check_date(headers)
+        key_id, signature = _authorization(headers)
         with self._lock:
             credential = self._credentials.get(key_id)
         if credential is None:
             raise MnsError(403, "InvalidAccessKeyId", "The access Id you provided is not exist.")
-        if credential.security_token is not None:
-            if headers.get("security-token") != credential.security_token:
-                raise MnsError(403, "InvalidSecurityToken", "The security token is invalid.")
-            if credential.expires_at is not None and self._clock() >= credential.expires_at:
-                raise MnsError(403, EXPIRED_TOKEN_CODE, "The security token has expired.")
+        self._check_token(credential, headers)
         expected = sign(credential.secret, method, path, headers)
         if not hmac.compare_digest(expected, signature):
             raise MnsError(
@@ -586,6 +546,15 @@ class FakeMnsServer:
             )
         if credential.queues is not None and queue not in credential.queues:
             raise MnsError(403, "AccessDenied", "You are not authorized to access this queue.")
+
+    def _check_token(self, credential: _Credential, headers: dict[str, str]) -> None:
+        """An STS credential's token must be sent, and be still valid."""
+        if credential.security_token is None:
+            return
+        if headers.get("security-token") != credential.security_token:
+            raise MnsError(403, "InvalidSecurityToken", "The security token is invalid.")
+        if credential.expires_at is not None and self._clock() >= credential.expires_at:
+            raise MnsError(403, EXPIRED_TOKEN_CODE, "The security token has expired.")
 
     def _record(self, record: RequestRecord) -> None:
         with self._lock:
@@ -644,6 +613,30 @@ def _int_param(query: dict[str, str], name: str, low: int, high: int) -> int | N
     return value
 
 
+def _check_date(headers: dict[str, str]) -> None:
+    """MNS refuses a request without a Date, or one more than 15 minutes off."""
+    if "date" not in headers:
+        raise MnsError(400, "MissingDateHeader", "The Date header is missing.")
+    try:
+        sent = parsedate_to_datetime(headers["date"]).timestamp()
+    except (TypeError, ValueError):
+        raise MnsError(400, "InvalidDateHeader", "The Date header is invalid.") from None
+    if abs(sent - time.time()) > MAX_DATE_SKEW_SECONDS:
+        raise MnsError(400, "InvalidDateHeader", "The Date header is more than 15 min off.")
+
+
+def _authorization(headers: dict[str, str]) -> tuple[str, str]:
+    """The access key id and the signature of `Authorization: MNS <id>:<signature>`."""
+    authorization = headers.get("authorization")
+    if not authorization:
+        raise MnsError(400, "MissingAuthorizationHeader", "Authorization header missing.")
+    scheme, _, rest = authorization.partition(" ")
+    key_id, colon, signature = rest.rpartition(":")
+    if scheme != "MNS" or not colon or not key_id:
+        raise MnsError(400, "InvalidAuthorizationHeader", "The Authorization header is invalid.")
+    return key_id, signature
+
+
 def _document(root: str, inner: str) -> bytes:
     return (
         f'<?xml version="1.0" encoding="UTF-8"?>\n<{root} xmlns="{XMLNS}">{inner}</{root}>'.encode()
@@ -685,16 +678,8 @@ def _parse_body(body: bytes) -> ET.Element:
         raise MnsError(400, "MalformedXML", "The XML you provided was not well-formed.") from None
 
 
-def _handler_for(fake: FakeMnsServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(_Handler):
-        server_fake = fake
-
-    return Handler
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_fake: FakeMnsServer
+class _Handler(QuietHandler):
+    peer: FakeMnsServer
     timeout = 120  # idle keep-alive connections are closed eventually
 
     def setup(self) -> None:
@@ -702,17 +687,14 @@ class _Handler(BaseHTTPRequestHandler):
         # Headers and body go out in separate writes; without this, Nagle's algorithm and
         # the client's delayed ACK add 40 ms to every answer.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self.server_fake._lock:
-            self.server_fake._connections.add(self.connection)
+        with self.peer._lock:
+            self.peer._connections.add(self.connection)
 
     def finish(self) -> None:
-        with self.server_fake._lock:
-            self.server_fake._connections.discard(self.connection)
+        with self.peer._lock:
+            self.peer._connections.discard(self.connection)
         with contextlib.suppress(OSError):
             super().finish()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the request log is `FakeMnsServer.requests`."""
 
     def do_GET(self) -> None:
         self._serve()
@@ -727,7 +709,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve()
 
     def _serve(self) -> None:
-        fake = self.server_fake
+        fake = self.peer
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {name.lower(): value for name, value in self.headers.items()}
@@ -773,7 +755,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(
         self, parts: list[str], query: dict[str, str], body: bytes, headers: dict[str, str]
     ) -> tuple[int, bytes]:
-        fake = self.server_fake
         method = self.command
         if len(parts) == 2 and parts[0] == "queues" and method == "GET":
             return 200, self._attributes(parts[1])
@@ -782,41 +763,50 @@ class _Handler(BaseHTTPRequestHandler):
         queue = parts[1]
         self._check_md5(body, headers)
         if method == "GET":
-            count = _int_param(query, "numOfMessages", 1, MAX_BATCH)
-            if query.get("peekonly") == "true":
-                return 200, self._peek(queue, count)
-            wait = _int_param(query, "waitseconds", 0, MAX_WAIT_SECONDS)
-            if wait is None:
-                with fake._lock:
-                    wait = fake._queue(queue).polling_wait_seconds
-            taken = fake._receive(queue, count or 1, wait)
-            with fake._lock:
-                if count is None:
-                    return 200, _xml("Message", _message_fields(taken[0]))
-                blocks = "".join(_elements("Message", _message_fields(m)) for m in taken)
-            return 200, _document("Messages", blocks)
+            return 200, self._received(queue, query)
         if method == "POST":
             return 201, self._send_messages(queue, body)
         if method == "DELETE":
             if "ReceiptHandle" in query:
-                fake._delete(queue, query["ReceiptHandle"])
+                self.peer._delete(queue, query["ReceiptHandle"])
                 return 204, b""
             return self._batch_delete(queue, body)
         if method == "PUT":
-            handle = query.get("ReceiptHandle")
-            if not handle:
-                raise MnsError(400, "MissingReceiptHandle", "ReceiptHandle is missing.")
-            seconds = _int_param(query, "VisibilityTimeout", 1, 43200)
-            if seconds is None:
-                raise MnsError(400, "MissingVisibilityTimeout", "VisibilityTimeout is missing.")
-            message = fake._change_visibility(queue, handle, seconds)
-            with fake._lock:
-                fields = [
-                    ("ReceiptHandle", message.handle),
-                    ("NextVisibleTime", int(message.visible_at * 1000)),
-                ]
-            return 200, _xml("ChangeVisibility", fields)
+            return 200, self._visibility_changed(queue, query)
         raise MnsError(400, "InvalidRequestURL", f"Unsupported method {method}.")
+
+    def _received(self, queue: str, query: dict[str, str]) -> bytes:
+        """ReceiveMessage (one, as `<Message>`), BatchReceiveMessage, or a peek."""
+        fake = self.peer
+        count = _int_param(query, "numOfMessages", 1, MAX_BATCH)
+        if query.get("peekonly") == "true":
+            return self._peek(queue, count)
+        wait = _int_param(query, "waitseconds", 0, MAX_WAIT_SECONDS)
+        if wait is None:
+            with fake._lock:
+                wait = fake._queue(queue).polling_wait_seconds
+        taken = fake._receive(queue, count or 1, wait)
+        with fake._lock:
+            if count is None:
+                return _xml("Message", _message_fields(taken[0]))
+            blocks = "".join(_elements("Message", _message_fields(m)) for m in taken)
+        return _document("Messages", blocks)
+
+    def _visibility_changed(self, queue: str, query: dict[str, str]) -> bytes:
+        fake = self.peer
+        handle = query.get("ReceiptHandle")
+        if not handle:
+            raise MnsError(400, "MissingReceiptHandle", "ReceiptHandle is missing.")
+        seconds = _int_param(query, "VisibilityTimeout", 1, 43200)
+        if seconds is None:
+            raise MnsError(400, "MissingVisibilityTimeout", "VisibilityTimeout is missing.")
+        message = fake._change_visibility(queue, handle, seconds)
+        with fake._lock:
+            fields = [
+                ("ReceiptHandle", message.handle),
+                ("NextVisibleTime", int(message.visible_at * 1000)),
+            ]
+        return _xml("ChangeVisibility", fields)
 
     def _check_md5(self, body: bytes, headers: dict[str, str]) -> None:
         sent = headers.get("content-md5")
@@ -832,7 +822,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise MnsError(400, "InvalidDegist", "The Content-MD5 you specified is not valid.")
 
     def _attributes(self, name: str) -> bytes:
-        fake = self.server_fake
+        fake = self.peer
         stats = fake.stats(name)
         with fake._lock:
             q = fake._queue(name)
@@ -853,7 +843,7 @@ class _Handler(BaseHTTPRequestHandler):
         return _xml("Queue", fields)
 
     def _peek(self, queue: str, count: int | None) -> bytes:
-        fake = self.server_fake
+        fake = self.peer
         now = time.time()
         with fake._lock:
             ready = sorted(
@@ -871,7 +861,7 @@ class _Handler(BaseHTTPRequestHandler):
         return _document("Messages", "".join(_elements("Message", b) for b in blocks))
 
     def _send_messages(self, queue: str, body: bytes) -> bytes:
-        fake = self.server_fake
+        fake = self.peer
         root = _parse_body(body)
         items = [root] if _strip(root.tag) == "Message" else list(root)
         if not items or len(items) > MAX_BATCH:
@@ -901,7 +891,7 @@ class _Handler(BaseHTTPRequestHandler):
         return _document("Messages", inner)
 
     def _batch_delete(self, queue: str, body: bytes) -> tuple[int, bytes]:
-        fake = self.server_fake
+        fake = self.peer
         root = _parse_body(body)
         handles = [
             (child.text or "").strip() for child in root if _strip(child.tag) == "ReceiptHandle"
@@ -939,7 +929,7 @@ class _Handler(BaseHTTPRequestHandler):
                 ("Code", exc.code),
                 ("Message", exc.message),
                 ("RequestId", request_id),
-                ("HostId", self.server_fake._host_id),
+                ("HostId", self.peer._host_id),
             ],
         )
         self._send(exc.status, body, request_id)

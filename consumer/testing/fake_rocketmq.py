@@ -53,6 +53,8 @@ from rocketmq.grpc_protocol import definition_pb2 as pb
 from rocketmq.grpc_protocol import service_pb2 as spb
 from rocketmq.grpc_protocol import service_pb2_grpc as spb_grpc
 
+from consumer.testing._http import Peer
+
 __all__ = [
     "RPC_NAMES",
     "CallRecord",
@@ -198,7 +200,7 @@ def _tag_matcher(filter_expression: Any) -> frozenset[str] | None:
     return tags
 
 
-class FakeRocketMQ:
+class FakeRocketMQ(Peer):
     """An in-process RocketMQ 5 proxy on 127.0.0.1 for the real client.
 
     Use as a context manager (`with FakeRocketMQ() as mq: mq.endpoint`) or `start()` / `stop()`.
@@ -283,12 +285,6 @@ class FakeRocketMQ:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:

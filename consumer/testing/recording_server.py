@@ -12,10 +12,9 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from consumer.testing._http import serve, shut
+from consumer.testing._http import HttpPeer, QuietHandler
 
 BLOCK = 65536
 
@@ -55,53 +54,30 @@ def sha256(path: str, size: int) -> str:
     return digest.hexdigest()
 
 
-class RecordingServer:
+class RecordingServer(HttpPeer):
+    name = "recording-server"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.address = (host, port)
+        super().__init__(host, port)
         self.files: dict[str, File] = {}
         self.hits: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def base(self) -> str:
-        return f"http://{self.address[0]}:{self.address[1]}"
+        return self.endpoint
 
     def add(self, path: str, file: File) -> str:
         """Serve `file` at `path`; its URL."""
         self.files[path] = file
         return self.base + path
 
-    def start(self) -> RecordingServer:
-        owner = self
-
-        class Handler(_Handler):
-            server_state = owner
-
-        server, self._thread = serve(self.address, Handler, "recording-server")
-        self._server = server
-        self.address = (self.address[0], server.server_address[1])
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            shut(self._server, self._thread)
-        self._server = None
-
-    def __enter__(self) -> RecordingServer:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
+    def _handler(self) -> type[_Handler]:
+        return _Handler
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server_state: RecordingServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+class _Handler(QuietHandler):
+    peer: RecordingServer
 
     def handle(self) -> None:
         # A client that cuts a download (max_bytes) resets the connection: not a server error.
@@ -111,7 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def do_GET(self) -> None:
-        state = self.server_state
+        state = self.peer
         path = urlsplit(self.path).path
         with state._lock:
             state.hits[path] += 1
@@ -127,10 +103,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._empty(file.fail_status)
             return
         if file.redirect is not None:
-            self.send_response(302)
-            self.send_header("Location", file.redirect)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self._empty(302, {"Location": file.redirect})
             return
         self.send_response(200)
         self.send_header("Content-Type", file.content_type)
@@ -149,11 +122,6 @@ class _Handler(BaseHTTPRequestHandler):
                     time.sleep(file.chunk_delay)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
-
-    def _empty(self, status: int) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
 
 
 __all__ = ["BLOCK", "File", "RecordingServer", "block", "sha256"]
