@@ -180,21 +180,11 @@ class HuaweiAksk(Authenticator):
         self.nonces = nonces if nonces is not None else NonceCache(clock=clock)
 
     def verify(self, credentials: Credentials) -> Denied | Nonce | None:
-        if credentials.path_token is not None:
-            return Denied("unexpected_token", "this queue takes no path token")
-        headers = credentials.headers
-        family = "X-AKSK" if headers.get("X-AKSK") else "X-WSSE" if headers.get("X-WSSE") else None
-        if family is None:
-            return Denied("missing_signature", "neither an X-AKSK nor an X-WSSE header")
-        fields = _username_token(headers[family])
-        missing = [
-            k for k in ("Username", "PasswordDigest", "Nonce", "Created") if not fields.get(k)
-        ]
-        if missing:
-            return Denied("bad_signature", f"{family} lacks {', '.join(missing)}")
+        token = _read_token(credentials)
+        if isinstance(token, Denied):
+            return token
+        family, fields = token
         username, nonce, created_text = fields["Username"], fields["Nonce"], fields["Created"]
-        if len(nonce) > _MAX_NONCE_LENGTH:
-            return Denied("bad_signature", f"{family} Nonce longer than {_MAX_NONCE_LENGTH}")
         if not hmac.compare_digest(username.encode("utf-8", "replace"), self.app_key.encode()):
             return Denied("unknown_app_key", f"{family} Username is not the configured app_key")
         try:
@@ -246,6 +236,23 @@ class HuaweiAksk(Authenticator):
         if any(abs(now - instant) <= self.max_skew for instant in readings):
             return stamp + self.max_skew
         return None
+
+
+def _read_token(credentials: Credentials) -> Denied | tuple[str, dict[str, str]]:
+    """The signature header's family and its fields, all present, before any crypto is done."""
+    if credentials.path_token is not None:
+        return Denied("unexpected_token", "this queue takes no path token")
+    headers = credentials.headers
+    family = "X-AKSK" if headers.get("X-AKSK") else "X-WSSE" if headers.get("X-WSSE") else None
+    if family is None:
+        return Denied("missing_signature", "neither an X-AKSK nor an X-WSSE header")
+    fields = _username_token(headers[family])
+    missing = [k for k in ("Username", "PasswordDigest", "Nonce", "Created") if not fields.get(k)]
+    if missing:
+        return Denied("bad_signature", f"{family} lacks {', '.join(missing)}")
+    if len(fields["Nonce"]) > _MAX_NONCE_LENGTH:
+        return Denied("bad_signature", f"{family} Nonce longer than {_MAX_NONCE_LENGTH}")
+    return family, fields
 
 
 def authenticator(auth: PushAuth, *, nonces: NonceCache | None = None) -> Authenticator:
