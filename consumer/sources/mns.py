@@ -237,20 +237,29 @@ class MnsSource:
         if stale:
             self._stale("delete", stale, failures[0][1])
         retry = [by_receipt[r] for r, code in failures if code not in STALE_HANDLE_CODES]
-        failed: list[str] = []
-        for handle in retry:
-            try:
-                self._call("delete", partial(queue.delete_message, handle.receipt_handle), lock)
-            except MNSServerException as exc:
-                if exc.type in STALE_HANDLE_CODES:
-                    self._stale("delete", [handle], exc.type)
-                else:
-                    failed.append(str(exc.type))
+        failed = self._delete_one_by_one(retry)
         if failed:
             raise TransientError(
                 f"MNS delete on {self._name}: {len(failed)} of {len(handles)} messages not "
                 f"deleted ({', '.join(sorted(set(failed)))}); they will be redelivered"
             )
+
+    def _delete_one_by_one(self, handles: Sequence[MnsHandle]) -> list[str]:
+        """Delete what a batch delete failed on, one at a time; the error codes still failing."""
+        failed: list[str] = []
+        for handle in handles:
+            try:
+                self._call(
+                    "delete",
+                    partial(self._ack_queue.delete_message, handle.receipt_handle),
+                    self._ack_lock,
+                )
+            except MNSServerException as exc:
+                if exc.type in STALE_HANDLE_CODES:
+                    self._stale("delete", [handle], exc.type)
+                else:
+                    failed.append(str(exc.type))
+        return failed
 
     def _set_visibility(self, messages: Sequence[Message], seconds: float) -> None:
         # MNS accepts whole seconds from 1 (0 would redeliver at once: a hot loop).
