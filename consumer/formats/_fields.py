@@ -62,6 +62,9 @@ def obj(record: Mapping[str, Any], key: str) -> JsonObject:
 def text(record: Mapping[str, Any], key: str) -> str | None:
     """An optional scalar as text: `""`, whitespace and null are absent; numbers become strings."""
     value = record.get(key)
+    if type(value) is str:  # most fields: one test before the general case below
+        value = value.strip()
+        return value or None
     if value is None or isinstance(value, bool):
         return None if value is None else str(value).lower()
     if isinstance(value, str):
