@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,17 +11,7 @@ from mns.mns_xml_handler import ReceiptHandlesEncoder
 
 from consumer.sources.mns_delete import batch_delete, encode_handles
 from consumer.testing.fake_mns import FakeMnsServer
-
-QUEUE = "Alicom-Queue-1234567890-VoiceReport"
-AK, SK = "LTAIown", "own-secret"
-
-
-@pytest.fixture
-def mns() -> Iterator[FakeMnsServer]:
-    with FakeMnsServer(seed=7) as server:
-        server.create_queue(QUEUE, visibility_timeout=30)
-        server.add_credentials(AK, SK)
-        yield server
+from tests.sources.test_mns_receive import AK, QUEUE, SK
 
 
 @settings(max_examples=200, deadline=None)
@@ -34,7 +22,14 @@ def test_the_request_body_is_the_sdks(handles: list[str]) -> None:
     assert encode_handles(handles) == ReceiptHandlesEncoder.encode(handles)
 
 
-def test_a_batch_is_deleted_and_a_stale_handle_is_the_sdks_error(mns: FakeMnsServer) -> None:
+def test_a_batch_is_deleted_and_a_stale_handle_is_the_sdks_error() -> None:
+    with FakeMnsServer(seed=7) as mns:
+        mns.create_queue(QUEUE, visibility_timeout=30)
+        mns.add_credentials(AK, SK)
+        _delete_twice(mns)
+
+
+def _delete_twice(mns: FakeMnsServer) -> None:
     # Given three received messages
     for n in range(3):
         mns.put_message(QUEUE, f"body-{n}")
