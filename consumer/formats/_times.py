@@ -16,7 +16,10 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 _WALL_TIME = "%Y-%m-%d %H:%M:%S"
 # The canonical spelling of `_WALL_TIME`, read without strptime (about 20x faster); anything
 # else (one-digit fields, several spaces, other digits) still goes through strptime.
-_CANONICAL_WALL_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
+# Hours 00-23 only: a later fromisoformat reads 24:00 as the next midnight; strptime refuses it.
+_CANONICAL_WALL_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2} (?:[01][0-9]|2[0-3]):[0-9]{2}:[0-9]{2}"
+)
 _SPACES = re.compile(r"\s+")
 
 
