@@ -38,7 +38,7 @@ _POINTS = (
     ("  of which XML decoding", "sources/mns_receive.py", "decode_messages"),
     ("normalize (format parse)", "pipeline/normalize.py", "prepare"),
     ("store (SQLite transaction)", "sinks/sql.py", "store"),
-    ("  of which calls merge", "sinks/sql.py", "_recompute_calls"),
+    ("  of which calls merge", "sinks/sql_calls.py", "_recompute_calls"),
     ("log lines", "structlog/_native.py", "meth"),
     ("ack (batch delete)", "sources/mns.py", "ack"),
 )

@@ -137,6 +137,13 @@ def get_logger(name: str | None = None) -> FilteringBoundLogger:
     return logger
 
 
+def writes(level: int) -> bool:
+    """Whether a line at `level` may be written: False only when this module's chain filters it
+    out (a test's `capture_logs` sees every line), so a hot path can skip building it."""
+    chain = structlog.get_config()["processors"]
+    return level >= _settings.level or not chain or chain[0] is not _filter_level
+
+
 # -- message context -------------------------------------------------------------------------
 
 
@@ -384,4 +391,5 @@ __all__ = [
     "get_logger",
     "mask_phone_numbers",
     "message_context",
+    "writes",
 ]

@@ -25,6 +25,7 @@ from consumer.logs import (
     get_logger,
     mask_phone_numbers,
     message_context,
+    writes,
 )
 
 SECRET = 'Sup3r"Secret\\密钥-value'
@@ -262,6 +263,23 @@ def test_level_filter_and_exception_text() -> None:
     assert [line["event"] for line in found] == ["yes", "failed"]
     assert found[1]["level"] == "error"
     assert "ZeroDivisionError: division by zero" in found[1]["exception"]
+
+
+def test_writes_says_whether_the_configured_level_lets_a_line_through() -> None:
+    # Given level info
+    configured(level="info")
+    # Then a debug line would not be written, an info or warning line would
+    assert (writes(logging.DEBUG), writes(logging.INFO), writes(logging.WARNING)) == (
+        False,
+        True,
+        True,
+    )
+    # And at level debug, or while a test captures the lines, a debug line would be
+    configured(level="debug")
+    assert writes(logging.DEBUG)
+    configured(level="info")
+    with structlog.testing.capture_logs():
+        assert writes(logging.DEBUG)
 
 
 def test_reconfiguring_reaches_loggers_already_in_use() -> None:

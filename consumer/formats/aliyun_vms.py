@@ -191,8 +191,9 @@ def duration(record: Mapping[str, Any], key: str = "duration") -> int | None:
 
 
 def texts(record: Mapping[str, Any], *keys: str) -> dict[str, str | None]:
-    """Documented string fields kept under their own names (for `extras`)."""
-    return {key: _decode.text(record, key) for key in keys}
+    """Documented string fields kept under their own names (for `extras`); absent ones are left
+    out, as `event` would leave them."""
+    return {key: _decode.text(record, key) for key in keys if key in record}
 
 
 def undocumented(record: Mapping[str, Any], documented: frozenset[str]) -> JsonObject:

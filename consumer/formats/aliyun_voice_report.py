@@ -70,7 +70,7 @@ def parse(body: bytes) -> list[Normalized]:
 
 def _time(record: dict[str, Any], key: str, *fallbacks: str) -> datetime | None:
     """The first of `key` and its leg `fallbacks` that is set; each set one must be a time."""
-    values = [aliyun_vms.time(record, name) for name in (key, *fallbacks)]
+    values = [aliyun_vms.time(record, name) for name in (key, *fallbacks) if name in record]
     return _decode.first(*values)
 
 

@@ -7,6 +7,7 @@ calls it per received batch and acknowledges the committed messages; a push rece
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ import structlog
 
 from consumer.config.model import QueueConfig, RetryConfig
 from consumer.formats import Format, get_format
+from consumer.logs import writes
 from consumer.pipeline.context import message_fields
 from consumer.pipeline.metrics import Metrics, NullMetrics
 from consumer.pipeline.normalize import Unit, prepare
@@ -88,8 +90,10 @@ class Pipeline:
             self.sink, self.retry, self.queue, self.metrics, self.clock, self.sleep, cancel
         )
         results = committer.commit(units, budget)
+        detailed = writes(logging.DEBUG)  # asked once per batch: the lines per stored message
         for unit, result in zip(units, results, strict=True):
-            self._report(unit, result)
+            if detailed or result.disposition is Disposition.DEAD_LETTERED:
+                self._report(unit, result)
         self._summarize(results)
         return results
 

@@ -89,7 +89,7 @@ class KeepaliveThread:
     Why a slow message cannot make its batch-mates come back: this thread takes only the io
     lock, which normalization never holds, so it never waits for the batch in hand; and
     normalization holds the interpreter for one C call at most, which linear decoding and the
-    4 MiB body cap bound (`formats/_decode.py`; about 0.2 s at worst, measured by
+    4 MiB body cap bound (`formats/_bodies.py`; about 0.2 s at worst, measured by
     `bench/bench_hostile.py`), so this thread gets the GIL back within that. Batch-mates are
     extended while a neighbour normalizes, never redelivered for it, and their delivery count
     (which `max_deliveries` judges before parsing) stays a count of their own failures.

@@ -4,7 +4,8 @@ Built on aliyun-mns-sdk 1.3.0 with the settings and pitfalls of docs/mns.md:
 
 - `batch_receive_message(≤16, ≤30)` with `set_encoding(False)`: the body reaches the format's
   decoder untouched, so a body that is not base64 is dead-lettered instead of looping (the
-  answer is decoded with ElementTree, `mns_receive.py`, rather than the SDK's minidom);
+  answer is decoded with ElementTree, `mns_receive.py`, rather than the SDK's minidom, and a
+  batch delete's request is written as text, `mns_delete.py`);
 - every request has a socket timeout longer than the long poll (the SDK's HTTPS connection has
   none by default);
 - one SDK `Account` per source for receiving and changing visibility, and a second one, with
@@ -42,6 +43,7 @@ from consumer.sources.alicom_token import (
     credentials_provider,
 )
 from consumer.sources.base import Message
+from consumer.sources.mns_delete import batch_delete
 from consumer.sources.mns_receive import batch_receive
 
 log = structlog.get_logger("consumer.sources.mns")
@@ -224,7 +226,7 @@ class MnsSource:
             if len(handles) == 1:
                 self._call("delete", lambda: queue.delete_message(handles[0].receipt_handle), lock)
             else:
-                self._call("delete", lambda: queue.batch_delete_message(list(by_receipt)), lock)
+                self._call("delete", lambda: batch_delete(queue, list(by_receipt)), lock)
             return
         except MNSServerException as exc:
             if not exc.sub_errors:
@@ -237,20 +239,29 @@ class MnsSource:
         if stale:
             self._stale("delete", stale, failures[0][1])
         retry = [by_receipt[r] for r, code in failures if code not in STALE_HANDLE_CODES]
-        failed: list[str] = []
-        for handle in retry:
-            try:
-                self._call("delete", partial(queue.delete_message, handle.receipt_handle), lock)
-            except MNSServerException as exc:
-                if exc.type in STALE_HANDLE_CODES:
-                    self._stale("delete", [handle], exc.type)
-                else:
-                    failed.append(str(exc.type))
+        failed = self._delete_one_by_one(retry)
         if failed:
             raise TransientError(
                 f"MNS delete on {self._name}: {len(failed)} of {len(handles)} messages not "
                 f"deleted ({', '.join(sorted(set(failed)))}); they will be redelivered"
             )
+
+    def _delete_one_by_one(self, handles: Sequence[MnsHandle]) -> list[str]:
+        """Delete what a batch delete failed on, one at a time; the error codes still failing."""
+        failed: list[str] = []
+        for handle in handles:
+            try:
+                self._call(
+                    "delete",
+                    partial(self._ack_queue.delete_message, handle.receipt_handle),
+                    self._ack_lock,
+                )
+            except MNSServerException as exc:
+                if exc.type in STALE_HANDLE_CODES:
+                    self._stale("delete", [handle], exc.type)
+                else:
+                    failed.append(str(exc.type))
+        return failed
 
     def _set_visibility(self, messages: Sequence[Message], seconds: float) -> None:
         # MNS accepts whole seconds from 1 (0 would redeliver at once: a hot loop).

@@ -50,32 +50,38 @@ def decode_messages(xml_data: str | bytes, req_id: str | None = None) -> list[An
     """The entries of a `<Messages>` answer; `RespDataDamaged` as the SDK raises it."""
     if not xml_data:
         raise MNSClientNetworkException("RespDataDamaged", 'Xml data is ""!', req_id)
+    root = _messages(xml_data, req_id)
+    try:
+        return [_entry(_fields(message)) for message in root if _local(message.tag) == "Message"]
+    except (KeyError, ValueError):
+        raise MNSClientNetworkException("RespDataDamaged", _clip(xml_data), req_id) from None
+
+
+def _messages(xml_data: str | bytes, req_id: str | None) -> ET.Element:
+    """The `<Messages>` element of an answer, wherever the SDK's decoder would find it."""
     try:
         root = ET.fromstring(xml_data)  # the MNS server's answer, parsed by expat as in the SDK
     except ET.ParseError:
         raise MNSClientNetworkException("RespDataDamaged", _clip(xml_data), req_id) from None
-    if _local(root.tag) != "Messages":
-        found = next((e for e in root.iter() if _local(e.tag) == "Messages"), None)
-        if found is None:
-            detail = f"No element with tag name 'Messages'.\nData:{_clip(xml_data)}"
-            raise MNSClientNetworkException("RespDataDamaged", detail, req_id)
-        root = found
-    entries = []
-    try:
-        for message in root:
-            if _local(message.tag) != "Message":
-                continue
-            fields: dict[str, Any] = {}
-            for child in message:
-                name = _local(child.tag)
-                if name in _PROPERTIES:
-                    _properties(child, name, fields)
-                elif child.text:  # the SDK keeps only elements that have content
-                    fields[name] = child.text
-            entries.append(_entry(fields))
-    except (KeyError, ValueError):
-        raise MNSClientNetworkException("RespDataDamaged", _clip(xml_data), req_id) from None
-    return entries
+    if _local(root.tag) == "Messages":
+        return root
+    found = next((e for e in root.iter() if _local(e.tag) == "Messages"), None)
+    if found is None:
+        detail = f"No element with tag name 'Messages'.\nData:{_clip(xml_data)}"
+        raise MNSClientNetworkException("RespDataDamaged", detail, req_id)
+    return found
+
+
+def _fields(message: ET.Element) -> dict[str, Any]:
+    """One `<Message>` as the SDK's field dict: elements with content, and the properties."""
+    fields: dict[str, Any] = {}
+    for child in message:
+        name = _local(child.tag)
+        if name in _PROPERTIES:
+            _properties(child, name, fields)
+        elif child.text:  # the SDK keeps only elements that have content
+            fields[name] = child.text
+    return fields
 
 
 def _entry(fields: dict[str, Any]) -> Any:

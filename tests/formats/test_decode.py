@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consumer.errors import InvalidMessage
 from consumer.formats import _decode
@@ -62,3 +64,27 @@ def test_an_event_nested_too_deeply_is_refused_and_a_plain_one_kept() -> None:
     # And an event of text, numbers and shallow nesting is the same event
     plain = _event(caller="中文", extras={"n": 1, "f": 1.5, "b": True, "z": None, "l": [1]})
     assert _decode.storable(plain) is plain
+
+
+@settings(max_examples=300)
+@given(
+    year=st.integers(0, 9999),
+    fields=st.lists(st.integers(0, 99), min_size=5, max_size=5),
+)
+def test_a_canonical_wall_time_reads_as_strptime_reads_it(year: int, fields: list[int]) -> None:
+    # Given any time spelled yyyy-MM-dd HH:mm:ss, possible or not (month 13, hour 24, ...)
+    month, day, hour, minute, second = fields
+    raw = f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}"
+    try:
+        expected: datetime | None = datetime.strptime(raw, "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        expected = None
+    # When it is read as a UTC wall time
+    if expected is None:
+        # Then what strptime refuses is a bad time
+        with pytest.raises(InvalidMessage) as raised:
+            _decode.utc_wall_time({"t": raw}, "t")
+        assert raised.value.reason == "bad_time"
+    else:
+        # Then what it reads is the same time, in UTC
+        assert _decode.utc_wall_time({"t": raw}, "t") == expected.replace(tzinfo=UTC)

@@ -21,7 +21,8 @@ from consumer.model import CallEvent, Normalized
 from consumer.sinks import migrations
 from consumer.sinks.base import DeadLetter, NonceClaim, StoredEvent
 from consumer.sinks.merge import CallRow, MergeState
-from consumer.sinks.sql import CALL_COLUMNS, SqlSink, _dumps_state, _loads
+from consumer.sinks.sql import CALL_COLUMNS, SqlSink
+from consumer.sinks.sql_calls import _dumps_state, _loads
 from tests.sinks import reference
 from tests.sinks.conftest import SinkFactory
 from tests.sinks.helpers import call_row, count, query
