@@ -19,11 +19,14 @@ STATE_TIME_FIELD: Mapping[Kind, str] = {
 
 
 def each_record(
-    value: Any, parse_record: Callable[[JsonObject], Iterable[Normalized]]
+    value: Any,
+    parse_record: Callable[[JsonObject], Iterable[Normalized]],
+    element: str = "record [{}]",
 ) -> list[Normalized]:
     """The events of a body holding one record or an array of them, in order.
 
-    An error in one element of an array names the element, so a dead letter says which.
+    An error in one element of an array names the element (`element` spells it), so a dead
+    letter says which.
     """
     events: list[Normalized] = []
     for index, record in enumerate(_decode.objects(value)):
@@ -31,6 +34,6 @@ def each_record(
             events.extend(parse_record(record))
         except InvalidMessage as exc:
             if isinstance(value, list):
-                raise InvalidMessage(exc.reason, f"record [{index}]: {exc.detail}") from None
+                raise InvalidMessage(exc.reason, f"{element.format(index)}: {exc.detail}") from None
             raise
     return events

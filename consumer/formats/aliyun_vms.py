@@ -15,6 +15,7 @@ from typing import Any
 
 from consumer.errors import InvalidMessage, Reason, clip
 from consumer.formats import _decode
+from consumer.formats._common import each_record
 from consumer.model import (
     CallEvent,
     Direction,
@@ -215,14 +216,8 @@ def parse_records(body: bytes, normalize: Callable[[JsonObject], CallEvent]) -> 
 
     An error in one element of an array names the element, so a dead letter says which.
     """
-    value = _decode.load_mns_json(body)
-    records = _decode.objects(value)
-    events: list[Normalized] = []
-    for index, record in enumerate(records):
-        try:
-            events.append(Normalized(_decode.storable(normalize(record)), record))
-        except InvalidMessage as exc:
-            if not isinstance(value, list):
-                raise
-            raise InvalidMessage(exc.reason, f"body[{index}]: {exc.detail}") from None
-    return events
+    return each_record(
+        _decode.load_mns_json(body),
+        lambda record: (Normalized(_decode.storable(normalize(record)), record),),
+        element="body[{}]",
+    )

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from consumer.formats import Format, _decode, aliyun_vms
+from consumer.formats._common import STATE_TIME_FIELD
 from consumer.model import CallEvent, Kind, Normalized, Outcome, event_id
 
 NAME = "aliyun.voice_call_report"
@@ -31,14 +32,6 @@ KINDS: Mapping[str, Kind] = {
     "200103": Kind.CALL_ANSWERED,
     "200100": Kind.CALL_ENDED,
     "300000": Kind.CALL_INPUT,
-}
-
-# Which `*_at` field the status_time fills, per kind (call.input fills none).
-_TIME_FIELD: Mapping[Kind, str] = {
-    Kind.CALL_INITIATED: "started_at",
-    Kind.CALL_RINGING: "ringing_at",
-    Kind.CALL_ANSWERED: "answered_at",
-    Kind.CALL_ENDED: "ended_at",
 }
 
 
@@ -61,8 +54,8 @@ def normalize(record: dict[str, Any]) -> CallEvent:
     dtmf = _decode.text(record, "dtmf")
     correlation_id, refs = aliyun_vms.out_id_fields(record)
     times: dict[str, Any] = {}
-    if kind in _TIME_FIELD:
-        times[_TIME_FIELD[kind]] = occurred
+    if kind in STATE_TIME_FIELD:
+        times[STATE_TIME_FIELD[kind]] = occurred
     return aliyun_vms.event(
         record,
         event_id=event_id(NAME, call_id, code, status_time, dtmf),
