@@ -6,7 +6,7 @@ when a queue of its kind is opened, so an MNS worker never loads gRPC and a Rock
 never loads the Aliyun SDKs (`bench/bench_daemon.py` measures it).
 
 Adding a transport: its module here, a line in `_MODULES`, its member of
-`consumer.config.model.QueueConfig` (the `source:` value, its section, its defaults), its tests.
+`consumer.config.queues.QueueConfig` (the `source:` value, its section, its defaults), its tests.
 """
 
 from __future__ import annotations
