@@ -67,6 +67,8 @@ class Worker:
     prefetch: bool = True
     """Receive the next batch during the commit of a full one (False: strictly one at a time)."""
     middleware: Sequence[Middleware] = ()
+    budget: float | None = None
+    """Seconds of sink retries per batch, below `retry.total` (a push sender's patience)."""
     _stopping: threading.Event = field(default_factory=threading.Event, init=False)
     _failures: int = field(default=0, init=False)
     _io: threading.Lock = field(default_factory=threading.Lock, init=False)
@@ -157,7 +159,7 @@ class Worker:
         if self.prefetch and len(messages) >= self.batch_size and not self.stopping:
             self._prefetcher.start()
         try:
-            results = self.pipeline.handle(messages, cancel=self._stopping)
+            results = self.pipeline.handle(messages, self.budget, cancel=self._stopping)
         except Exception as exc:
             # A bug in the pipeline itself: what committed is unknown, so nothing is acked.
             # The batch comes back; a message that keeps causing this ends in dead_letters
@@ -168,6 +170,8 @@ class Worker:
                 Result(message, Disposition.TRANSIENT, 0, Reason.PIPELINE_ERROR, error)
                 for message in messages
             ]
+        for middleware in self.middleware:
+            middleware.after_handle(results)
         committed = all(result.committed for result in results)
         self._settler.submit(results, started, self._delay(self._failures + 1))
         if not self._prefetcher.ready():

@@ -8,48 +8,45 @@ Per request, in order, nothing stored and the body unread until the last step:
 unknown path 404, client address outside `allow_from` 403, method other than POST 405, wrong or
 missing credentials 401 (`http_auth`), content type other than JSON (or a form, for 7moor) 415,
 body over `max_body_bytes` 413, body not received within `body_timeout` 408, the listener's
-bodies in flight over their cap (`http_body.BodyBudget`) 503. Then the body goes to the queue's
-pipeline; requests that arrive while a commit is running wait for the next one and are committed
-together (`pipeline.push.GroupCommit`), each still answered for itself. A signed (`huawei_aksk`)
-request's nonce is stored in that commit (`http_nonces`): a nonce found already stored is
-answered 401.
+bodies in flight over their cap (`http_body.BodyBudget`) 503. Then the body is submitted to the
+queue's `PushSource` (`sources/push.py`) and the request waits for its settlement: requests that
+arrive while a commit is running are received together by the next one, each still answered for
+itself. A signed (`huawei_aksk`) request's nonce is stored in that commit (`http_nonces`): a nonce
+found already stored is answered 401.
 
-The listener routes its reserved paths (`/healthz`, `/readyz`, `/metrics`) to the `Service`
-it is given (`consumer.runtime.probes`), and each request to its queue's `Commits` (the
-pipeline's group commit, wired by `consumer.runtime.push`): this module imports no pipeline.
+The listener only routes (`http_routes`): its reserved paths (`/healthz`, `/readyz`, `/metrics`)
+to the `Service` it is given (`consumer.runtime.probes`), each push to its queue's source. What
+commits a queue's requests is wired by `consumer.runtime.push`: this module imports no pipeline.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
-from consumer.config.model import RESERVED_HTTP_PATHS
 from consumer.errors import ConfigError, Overloaded, clip
-from consumer.formats import Format, get_format
+from consumer.formats import get_format
 from consumer.sources.base import Message
-from consumer.sources.http_auth import (
-    Authenticator,
-    Credentials,
-    Denied,
-    Nonce,
-)
+from consumer.sources.http_auth import Credentials, Denied, Nonce
 from consumer.sources.http_body import BodyBudget, Held
-from consumer.sources.http_nonces import NonceLedger
+from consumer.sources.http_routes import (
+    RESERVED_PATHS,
+    Commits,
+    PushEndpoint,
+    Routes,
+    parse_listen,
+)
 
 log = structlog.get_logger("consumer.http")
 
-RESERVED_PATHS = RESERVED_HTTP_PATHS
 DEFAULT_BODY_BYTES_IN_FLIGHT = 64 * 1_048_576
 """Bytes of push bodies the listener holds at once, from the first byte read to the answer: past
 this a request is answered 503 at once, so slow or stalled senders cannot grow the process."""
@@ -72,42 +69,9 @@ REQUEST_SECONDS = Histogram(
 UNMATCHED = "unmatched"  # the queue label of a request to no known path
 
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
 def success_body(format_name: str) -> bytes:
     """What the sender expects once its push is stored: the format's own answer."""
     return get_format(format_name).answer
-
-
-class Outcome(Protocol):
-    """What became of a pushed message: committed (200) or not (503)."""
-
-    @property
-    def committed(self) -> bool: ...
-
-    @property
-    def disposition(self) -> str: ...
-
-
-class Commits(Protocol):
-    """The queue's commits, as the listener needs them: the pipeline's `GroupCommit`."""
-
-    last_failure: str | None
-    """Why the last commit did not commit (None once one has): readiness reads it."""
-
-    async def submit(self, message: Message) -> Outcome:
-        """The message's outcome once committed (or not); raises `Overloaded` at once when
-        too much already waits."""
-        ...
-
-    async def drain(self) -> None:
-        """Wait until every submitted message has its outcome."""
-        ...
-
-    def close(self) -> None:
-        """Release what commits (after `drain`)."""
-        ...
 
 
 class Service(Protocol):
@@ -116,47 +80,6 @@ class Service(Protocol):
     async def __call__(self, request: web.Request, server: PushServer) -> web.Response: ...
 
     def close(self) -> None: ...
-
-
-@dataclass
-class PushEndpoint:
-    """One `source: http` queue as the listener sees it."""
-
-    queue: str
-    format: str
-    path: str
-    commits: Commits
-    """Where a request's body goes: the queue's pipeline (`consumer.runtime.push` wires it)."""
-    auth: Authenticator
-    allow_from: tuple[Network, ...] = ()
-    max_body_bytes: int = 1_048_576
-    ledger: NonceLedger | None = None
-    """Where signed requests' nonces are remembered with their events (`huawei_aksk` queues)."""
-
-    def allows(self, remote: str | None) -> bool:
-        if not self.allow_from:
-            return True
-        if remote is None:
-            return False
-        try:
-            address = ipaddress.ip_address(remote.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self.allow_from)
-
-    @property
-    def parser(self) -> Format:
-        return get_format(self.format)
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`127.0.0.1:8080`, `0.0.0.0:8080` or `[::1]:8080` to host and port."""
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError("http.listen", f"not HOST:PORT: {listen!r}")
-    return host.strip("[]"), int(port)
 
 
 class PushServer:
@@ -187,7 +110,7 @@ class PushServer:
         self.accepting = accepting
         self.service = service
         self.bodies = BodyBudget(max_body_bytes_in_flight)
-        self._routes = _routes(self.endpoints)
+        self._routes = Routes(self.endpoints)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -243,7 +166,7 @@ class PushServer:
             await self._runner.cleanup()
             self._runner = None
         for endpoint in self.endpoints:
-            await endpoint.commits.drain()
+            await endpoint.source.drain()
         loop = asyncio.get_running_loop()
         for endpoint in self.endpoints:
             await loop.run_in_executor(None, endpoint.commits.close)
@@ -256,7 +179,7 @@ class PushServer:
         path = request.path
         if path in RESERVED_PATHS and self.service is not None:
             return await self.service(request, self)
-        match = self._match(path)
+        match = self._routes.match(path)
         if match is None:
             REQUESTS.labels(UNMATCHED, "404").inc()
             return error_response(404, "no push queue at this path")
@@ -272,17 +195,6 @@ class PushServer:
         if response.status in (200, 503):
             REQUEST_SECONDS.labels(endpoint.queue).observe(time.monotonic() - started)
         return response
-
-    def _match(self, path: str) -> tuple[PushEndpoint, str | None] | None:
-        key = path.rstrip("/")
-        endpoint = self._routes.get(key)
-        if endpoint is not None:
-            return endpoint, None
-        parent, _, segment = key.rpartition("/")
-        endpoint = self._routes.get(parent)
-        if endpoint is not None and segment and endpoint.auth.accepts_path_token():
-            return endpoint, segment
-        return None
 
     async def _push(
         self, request: web.Request, endpoint: PushEndpoint, token: str | None
@@ -325,7 +237,7 @@ class PushServer:
         if ledger is not None and nonce is not None:
             ledger.expect(nonce.claim(message.id, queue))
         try:
-            result = await endpoint.commits.submit(message)
+            result = await endpoint.source.submit(message)
         except Overloaded as exc:
             endpoint.auth.release(credentials)
             log.warning("push answered 503: overloaded", queue=queue, error=str(exc))
@@ -410,23 +322,6 @@ def _unauthorized(queue: str, denied: Denied, remote: str | None) -> web.Respons
     return error_response(401, "unauthorized")
 
 
-def _routes(endpoints: Sequence[PushEndpoint]) -> dict[str, PushEndpoint]:
-    routes: dict[str, PushEndpoint] = {}
-    for endpoint in endpoints:
-        key = endpoint.path.rstrip("/")
-        if (key or "/") in RESERVED_PATHS:
-            raise ConfigError(
-                f"queues.{endpoint.queue}.http.path", f"{endpoint.path} is reserved by the listener"
-            )
-        if key in routes:
-            raise ConfigError(
-                f"queues.{endpoint.queue}.http.path",
-                f"{endpoint.path} is already the path of queue {routes[key].queue}",
-            )
-        routes[key] = endpoint
-    return routes
-
-
 def _signed_urls(request: web.Request) -> list[str]:
     """The push URL as the sender configured it (Huawei Voice signs it: docs/http-push.md)."""
     schemes = dict.fromkeys(
@@ -450,7 +345,6 @@ __all__ = [
     "DEFAULT_BODY_BYTES_IN_FLIGHT",
     "REQUESTS",
     "Commits",
-    "Outcome",
     "PushEndpoint",
     "PushServer",
     "Service",
