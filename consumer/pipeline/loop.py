@@ -138,11 +138,11 @@ class Worker:
     def run_once(self) -> list[Result]:
         """One round: receive (or take the prefetched batch), handle, settle.
 
-        Returns what became of each message. Settling (ack / reject) is done by a helper
-        thread, after the commit: while a prefetched batch waits for the next round, this
-        batch's ack overlaps it; otherwise (the queue ran dry, a partial batch, a failed
-        prefetch) `run_once` waits until every batch it handled is settled, so a caller that
-        stops calling finds nothing left in flight but what it was told about.
+        Returns what became of each message. Settling (ack / reject) follows the commit: while
+        a prefetch runs, a helper thread does it, so this batch's ack overlaps the prefetched
+        batch; otherwise (the queue ran dry, a partial batch, a failed prefetch) `run_once`
+        settles every batch it handled before returning (this one on its own thread), so a
+        caller that stops calling finds nothing left in flight but what it was told about.
         """
         queue = self.pipeline.queue
         try:
@@ -173,9 +173,13 @@ class Worker:
         for middleware in self.middleware:
             middleware.after_handle(results)
         committed = all(result.committed for result in results)
-        self._settler.submit(results, started, self._delay(self._failures + 1))
-        if not self._prefetcher.ready():
-            self.flush()
+        delay = self._delay(self._failures + 1)
+        if self._prefetcher.running:  # the ack overlaps the prefetched batch's handling
+            self._settler.submit(results, started, delay)
+            if not self._prefetcher.ready():
+                self.flush()
+        else:
+            self._settler.settle(results, started, delay)
         if committed:
             self._failures = 0
         else:

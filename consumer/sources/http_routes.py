@@ -6,6 +6,7 @@ whose authentication takes it (`http_auth`); the listener's reserved paths name 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,8 +65,9 @@ class PushEndpoint:
             address = address.ipv4_mapped
         return any(address in network for network in self.allow_from)
 
-    @property
+    @functools.cached_property
     def parser(self) -> Format:
+        """The queue's format, looked up once (not an import-machinery call per request)."""
         return get_format(self.format)
 
 

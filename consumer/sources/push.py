@@ -78,6 +78,7 @@ class PushSource:
         self._closed = False
         self._unanswered: set[asyncio.Future[Answer]] = set()
         """Submitted and not answered yet (touched on the event loop only)."""
+        self._wake_scheduled = False
 
     @property
     def waiting(self) -> int:
@@ -106,10 +107,19 @@ class PushSource:
                 )
             self._pending.append(pushed)
             self._pending_bytes += size
-            self._ready.notify()
+        if not self._wake_scheduled:
+            # Woken once the requests read in this turn of the event loop are all waiting, so
+            # that an idle commit thread takes them as one batch rather than the first alone.
+            self._wake_scheduled = True
+            asyncio.get_running_loop().call_soon(self._wake)
         self._unanswered.add(future)
         # A client that hangs up does not cancel the commit its body already joined.
         return await asyncio.shield(future)
+
+    def _wake(self) -> None:
+        self._wake_scheduled = False
+        with self._ready:
+            self._ready.notify()
 
     async def drain(self) -> None:
         """Wait until every submitted message has its answer."""
