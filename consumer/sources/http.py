@@ -28,17 +28,17 @@ import os
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 from aiohttp import web
-from prometheus_client import Counter, Histogram
 
 from consumer.errors import ConfigError, Overloaded, clip
 from consumer.formats import get_format
 from consumer.sources.base import Message
 from consumer.sources.http_auth import Credentials, Denied, Nonce
 from consumer.sources.http_body import BodyBudget, Held
+from consumer.sources.http_metrics import AUTH_FAILURES, REQUESTS, UNMATCHED, counted
 from consumer.sources.http_routes import (
     RESERVED_PATHS,
     Commits,
@@ -52,23 +52,6 @@ log = structlog.get_logger("consumer.http")
 DEFAULT_BODY_BYTES_IN_FLIGHT = 64 * 1_048_576
 """Bytes of push bodies the listener holds at once, from the first byte read to the answer: past
 this a request is answered 503 at once, so slow or stalled senders cannot grow the process."""
-
-REQUESTS = Counter(
-    "consumer_push_requests",
-    "HTTP push requests answered, by queue and status code",
-    ["queue", "code"],
-)
-AUTH_FAILURES = Counter(
-    "consumer_push_auth_failures",
-    "HTTP push requests refused for wrong or missing credentials",
-    ["queue"],
-)
-REQUEST_SECONDS = Histogram(
-    "consumer_push_request_duration_seconds",
-    "From the request's arrival to its answer, for requests that reached the pipeline",
-    ["queue"],
-)
-UNMATCHED = "unmatched"  # the queue label of a request to no known path
 
 
 class _RequestIds:
@@ -89,30 +72,6 @@ class _RequestIds:
 
 
 _request_ids = _RequestIds()
-
-
-class _Counted:
-    """The per-queue children of the request metrics, looked up once (`labels()` costs ~10 µs
-    a call: a lock and a tuple key per request otherwise)."""
-
-    def __init__(self) -> None:
-        self._answered: dict[tuple[str, int], Any] = {}
-        self._seconds: dict[str, Any] = {}
-
-    def answered(self, queue: str, status: int) -> None:
-        child = self._answered.get((queue, status))
-        if child is None:
-            child = self._answered[(queue, status)] = REQUESTS.labels(queue, str(status))
-        child.inc()
-
-    def took(self, queue: str, seconds: float) -> None:
-        child = self._seconds.get(queue)
-        if child is None:
-            child = self._seconds[queue] = REQUEST_SECONDS.labels(queue)
-        child.observe(seconds)
-
-
-_counted = _Counted()
 
 
 def success_body(format_name: str) -> bytes:
@@ -224,7 +183,7 @@ class PushServer:
             return await self.service(request, self)
         match = self._routes.match(path)
         if match is None:
-            _counted.answered(UNMATCHED, 404)
+            counted.answered(UNMATCHED, 404)
             return error_response(404, "no push queue at this path")
         endpoint, token = match
         started = time.monotonic()
@@ -234,9 +193,9 @@ class PushServer:
             response = error_response(
                 503, "starting: the database is not ready", {"Retry-After": "30"}
             )
-        _counted.answered(endpoint.queue, response.status)
+        counted.answered(endpoint.queue, response.status)
         if response.status in (200, 503):
-            _counted.took(endpoint.queue, time.monotonic() - started)
+            counted.took(endpoint.queue, time.monotonic() - started)
         return response
 
     async def _push(
