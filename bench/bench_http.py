@@ -143,7 +143,7 @@ class Row:
 
 async def _measure(sink_name: str, url: str, seconds: float, generators: list[str]) -> list[Row]:
     from consumer.config.model import HttpQueue, HttpSourceConfig, SinkConfig
-    from consumer.pipeline.push import BATCH_MESSAGES, GroupCommit
+    from consumer.pipeline.push import BATCH_MESSAGES
     from consumer.runtime.push import push_endpoint
     from consumer.sinks import open_sink
     from consumer.sources.http import PushServer
@@ -163,7 +163,7 @@ async def _measure(sink_name: str, url: str, seconds: float, generators: list[st
                 )
                 endpoint = push_endpoint(config, sink)
                 if generator == UNGROUPED:  # the baseline: one transaction per request
-                    endpoint.commits = GroupCommit(name, endpoint.commits.handler, max_batch=1)
+                    endpoint.source.max_batch = 1
                 server = PushServer([endpoint], listen="127.0.0.1:0")
                 await server.start()
                 batches = BATCH_MESSAGES.labels(name)

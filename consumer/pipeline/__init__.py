@@ -6,7 +6,8 @@
 - `handler.Pipeline`: the two above for one queue, with logging and metrics
 - `loop.Worker`: a pull source tied to a pipeline, from its parts: `prefetch` (one batch
   ahead), `keepalive` (keep invisible), `settle` (ack / reject), `middleware` (hooks)
-- `push.PushHandler`: the same for push sources, awaited per request
+- `push.PushCommits`: a push queue's worker on a thread of its own (its answers, batch sizes,
+  last failure)
 - `replay`: `consumer dead-letters list|replay`
 """
 
@@ -15,7 +16,7 @@ from consumer.pipeline.keepalive import Keepalive, KeepaliveThread
 from consumer.pipeline.loop import Worker, run_worker
 from consumer.pipeline.metrics import Counters, Metrics, NullMetrics
 from consumer.pipeline.middleware import Middleware
-from consumer.pipeline.push import PushHandler
+from consumer.pipeline.push import PushCommits
 from consumer.pipeline.results import Disposition, Result
 
 __all__ = [
@@ -27,7 +28,7 @@ __all__ = [
     "Middleware",
     "NullMetrics",
     "Pipeline",
-    "PushHandler",
+    "PushCommits",
     "Result",
     "Worker",
     "run_worker",

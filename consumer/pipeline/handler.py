@@ -1,8 +1,8 @@
 """One queue's pipeline: decode and normalize a batch, store it, say what became of each message.
 
-`Pipeline.handle` is the single entry point for every source: the pull loop (`loop.Worker`)
-calls it per received batch and acknowledges the committed messages; a push receiver calls it
-(through `push.PushHandler`) and answers 200 or 503 per message.
+`Pipeline.handle` is the single entry point for every source: the loop (`loop.Worker`) calls it
+per received batch and acknowledges the committed messages; for a push source (`push`) the
+acknowledgement is the request's 200, the rejection its 503.
 """
 
 from __future__ import annotations

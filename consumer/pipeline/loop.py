@@ -67,6 +67,8 @@ class Worker:
     prefetch: bool = True
     """Receive the next batch during the commit of a full one (False: strictly one at a time)."""
     middleware: Sequence[Middleware] = ()
+    budget: float | None = None
+    """Seconds of sink retries per batch, below `retry.total` (a push sender's patience)."""
     _stopping: threading.Event = field(default_factory=threading.Event, init=False)
     _failures: int = field(default=0, init=False)
     _io: threading.Lock = field(default_factory=threading.Lock, init=False)
@@ -136,11 +138,11 @@ class Worker:
     def run_once(self) -> list[Result]:
         """One round: receive (or take the prefetched batch), handle, settle.
 
-        Returns what became of each message. Settling (ack / reject) is done by a helper
-        thread, after the commit: while a prefetched batch waits for the next round, this
-        batch's ack overlaps it; otherwise (the queue ran dry, a partial batch, a failed
-        prefetch) `run_once` waits until every batch it handled is settled, so a caller that
-        stops calling finds nothing left in flight but what it was told about.
+        Returns what became of each message. Settling (ack / reject) follows the commit: while
+        a prefetch runs, a helper thread does it, so this batch's ack overlaps the prefetched
+        batch; otherwise (the queue ran dry, a partial batch, a failed prefetch) `run_once`
+        settles every batch it handled before returning (this one on its own thread), so a
+        caller that stops calling finds nothing left in flight but what it was told about.
         """
         queue = self.pipeline.queue
         try:
@@ -157,7 +159,7 @@ class Worker:
         if self.prefetch and len(messages) >= self.batch_size and not self.stopping:
             self._prefetcher.start()
         try:
-            results = self.pipeline.handle(messages, cancel=self._stopping)
+            results = self.pipeline.handle(messages, self.budget, cancel=self._stopping)
         except Exception as exc:
             # A bug in the pipeline itself: what committed is unknown, so nothing is acked.
             # The batch comes back; a message that keeps causing this ends in dead_letters
@@ -168,10 +170,16 @@ class Worker:
                 Result(message, Disposition.TRANSIENT, 0, Reason.PIPELINE_ERROR, error)
                 for message in messages
             ]
+        for middleware in self.middleware:
+            middleware.after_handle(results)
         committed = all(result.committed for result in results)
-        self._settler.submit(results, started, self._delay(self._failures + 1))
-        if not self._prefetcher.ready():
-            self.flush()
+        delay = self._delay(self._failures + 1)
+        if self._prefetcher.running:  # the ack overlaps the prefetched batch's handling
+            self._settler.submit(results, started, delay)
+            if not self._prefetcher.ready():
+                self.flush()
+        else:
+            self._settler.settle(results, started, delay)
         if committed:
             self._failures = 0
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from consumer.pipeline.results import Result
 from consumer.sources.base import Message
 
 
@@ -24,6 +25,9 @@ class Middleware:
 
     def after_receive_failed(self, error: Exception) -> None:
         """The receive raised (a `TransientError` when the broker cannot be reached)."""
+
+    def after_handle(self, results: Sequence[Result]) -> None:
+        """The pipeline handled a batch; its settlement follows."""
 
 
 __all__ = ["Middleware"]

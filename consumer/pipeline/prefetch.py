@@ -41,6 +41,11 @@ class Prefetcher:
         context = contextvars.copy_context()  # the worker's log context (the runtime binds it)
         self._next = self._executor.submit(context.run, self._receive, 0.0)
 
+    @property
+    def running(self) -> bool:
+        """Whether a prefetch was started and not taken yet."""
+        return self._next is not None
+
     def ready(self) -> bool:
         """Whether a prefetched batch with messages waits for the next round (waits for the
         prefetch to finish: a short poll, mostly done by now)."""

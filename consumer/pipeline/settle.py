@@ -55,6 +55,13 @@ class Settler:
         context = contextvars.copy_context()
         self._pending.append(self._executor.submit(context.run, self._run, results, started, delay))
 
+    def settle(self, results: Sequence[Result], started: float, delay: float) -> None:
+        """Settle a handled batch now, on the caller's thread, after those submitted before:
+        with nothing to overlap (no prefetched batch), the helper thread would only add a
+        hand-over between threads (each one a wait for the GIL)."""
+        self.flush()
+        self._run(results, started, delay)
+
     def flush(self) -> None:
         """Wait until every submitted batch is settled; raises what a settling raised (a bug)."""
         while self._pending:

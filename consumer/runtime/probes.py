@@ -42,7 +42,7 @@ class Probes:
         self.registry = registry
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readyz")
 
-    async def __call__(self, request: web.Request, server: PushServer) -> web.Response:
+    async def __call__(self, request: web.BaseRequest, server: PushServer) -> web.Response:
         if request.method not in ("GET", "HEAD"):
             return error_response(405, "only GET", headers={"Allow": "GET, HEAD"})
         if request.path == "/healthz":

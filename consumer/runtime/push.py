@@ -1,8 +1,8 @@
 """The push listener's wiring: each `source: http` queue's endpoint, with its pipeline behind it.
 
 `consumer.sources.http` receives, authenticates and answers pushes and knows nothing of the
-pipeline; this module hands each endpoint the queue's `GroupCommit` (the pipeline's commit of
-the requests that arrive together), so the import goes from the runtime down, never up.
+pipeline; this module gives each endpoint its `PushSource` and the `PushCommits` that receive
+from it into the queue's pipeline, so the import goes from the runtime down, never up.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from consumer.config.model import Config, HttpQueue, QueueConfig
 from consumer.errors import ConfigError
 from consumer.pipeline.handler import Pipeline
 from consumer.pipeline.metrics import Metrics
-from consumer.pipeline.push import GroupCommit, PushHandler
+from consumer.pipeline.push import PushCommits
 from consumer.runtime.probes import Probes
 from consumer.sinks.base import Sink
 from consumer.sources.http import PushEndpoint, PushServer
 from consumer.sources.http_auth import HuaweiAksk, NonceCache, authenticator
 from consumer.sources.http_nonces import NonceLedger
+from consumer.sources.push import PushSource
 
 log = structlog.get_logger("consumer.http")
 
@@ -46,11 +47,13 @@ def push_endpoint(
         log.warning("nonces are remembered per process only", queue=config.name, sink=sink)
     pipeline = Pipeline.for_queue(config, ledger or sink, metrics)
     budget = min(budget, config.retry.total.total_seconds())
+    source = PushSource(config.name)
     return PushEndpoint(
         queue=config.name,
         format=config.format,
         path=config.http.path,
-        commits=GroupCommit(config.name, PushHandler(pipeline, budget)),
+        source=source,
+        commits=PushCommits(source, pipeline, budget),
         auth=auth,
         allow_from=tuple(ipaddress.ip_network(c, strict=False) for c in config.http.allow_from),
         max_body_bytes=config.http.max_body_bytes,

@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -43,7 +43,7 @@ from consumer.logs import configure_from
 from consumer.pipeline.handler import Pipeline
 from consumer.pipeline.loop import Worker
 from consumer.pipeline.middleware import Middleware
-from consumer.reconcile.runner import open_reconciler
+from consumer.reconcile.runner import Reconciler, open_reconciler
 from consumer.runtime.metrics import PrometheusMetrics, aggregated_registry
 from consumer.runtime.spec import (
     EXIT_CONFIG,
@@ -55,6 +55,11 @@ from consumer.runtime.spec import (
 from consumer.runtime.status import Slot
 from consumer.sinks import Sink, open_forward_runner, open_sink
 from consumer.sources.base import Message, Source
+
+if TYPE_CHECKING:  # aiohttp is the listener's alone: pull workers never import it
+    from consumer.sinks.forward import ForwardRunner
+    from consumer.sinks.sql import SqlSink
+    from consumer.sources.http import PushServer
 
 log = structlog.get_logger("consumer.runtime")
 
@@ -221,10 +226,6 @@ def _close_quietly(source: Source, timeout: float) -> None:
 async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: float) -> int:
     # aiohttp is the listener's alone: pull workers never import it.
     from consumer.archive.worker import open_archiver, run_archiver  # noqa: PLC0415
-    from consumer.runtime.probes import Probes  # noqa: PLC0415
-    from consumer.runtime.push import push_endpoint  # noqa: PLC0415
-    from consumer.sources.http import PushServer  # noqa: PLC0415
-    from consumer.sources.http_auth import NonceCache  # noqa: PLC0415
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -235,32 +236,12 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
     outbox = open_sink(config.sink) if config.sink.forward else None
     runner = open_forward_runner(config.sink, outbox) if outbox is not None else None
     metrics = PrometheusMetrics(activity=slot.beat)
-    nonces = NonceCache()
-    endpoints = [
-        push_endpoint(config.queue(name), sink, metrics, nonces=nonces) for name in spec.push_queues
-    ]
-    server = PushServer(
-        endpoints,
-        listen=config.http.listen,
-        # aiohttp waits this long for requests in progress, then as long again for the
-        # handlers; a connection accepted just as the shutdown starts always waits it out
-        # (its handler is never woken). A commit already under way finishes regardless
-        # (`close` drains them) and its sender retries into the deduplicating sink.
-        shutdown_timeout=min(5.0, deadline / 3),
-        # /healthz from the first second; pushes get 503 until the database is migrated
-        accepting=False,
-        service=Probes(sink.schema_version, sink.write_probe, aggregated_registry()),
-    )
+    server = _listener_server(spec, config, sink, metrics, deadline)
     archiving: asyncio.Task[None] | None = None
     reconciler = open_reconciler(config)  # calls owed a final record: consumer/reconcile/
     try:
         await server.start()
-        stop_migrating = threading.Event()
-        stopped = asyncio.create_task(stopping.wait())
-        stopped.add_done_callback(lambda _: stop_migrating.set())
-        migrated = await loop.run_in_executor(None, _migrate, sink, stop_migrating, slot)
-        stopped.cancel()
-        if not migrated:
+        if not await _migrate_until_stopped(sink, slot, stopping):
             await server.close()
             return EXIT_OK
         server.accept()
@@ -273,30 +254,84 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
         if reconciler is not None:
             reconciler.start()
         slot.connected(True)
-        while not stopping.is_set():
-            slot.beat()  # the event loop's own heartbeat: a blocked loop stops beating
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), LISTENER_BEAT)
-        log.info("listener draining", queues=list(spec.push_queues))
-        try:
-            async with asyncio.timeout(deadline):
-                await server.close()
-        except TimeoutError:
-            log.error("drain deadline passed with push requests unanswered")
-            return EXIT_UNFINISHED
-        log.info("listener drained")
-        return EXIT_OK
+        await _beat_until_stopped(slot, stopping)
+        return await _drain_listener(server, spec.push_queues, deadline)
     finally:
         if archiving is not None:
             stopping.set()
             await archiving
-        if runner is not None:
-            await loop.run_in_executor(None, runner.stop, 2.0)
-        if reconciler is not None:
-            await loop.run_in_executor(None, reconciler.close, 5.0)
+        await _stop_listener_helpers(runner, reconciler)
         if outbox is not None:
             outbox.close()
         sink.close()
+
+
+def _listener_server(
+    spec: WorkerSpec, config: Config, sink: SqlSink, metrics: PrometheusMetrics, deadline: float
+) -> PushServer:
+    """The listener's server: one endpoint per push queue, the probes, not accepting yet."""
+    from consumer.runtime.probes import Probes  # noqa: PLC0415
+    from consumer.runtime.push import push_endpoint  # noqa: PLC0415
+    from consumer.sources.http import PushServer  # noqa: PLC0415
+    from consumer.sources.http_auth import NonceCache  # noqa: PLC0415
+
+    nonces = NonceCache()
+    endpoints = [
+        push_endpoint(config.queue(name), sink, metrics, nonces=nonces) for name in spec.push_queues
+    ]
+    return PushServer(
+        endpoints,
+        listen=config.http.listen,
+        # aiohttp waits this long for requests in progress, then as long again for the
+        # handlers; a connection accepted just as the shutdown starts always waits it out
+        # (its handler is never woken). A commit already under way finishes regardless
+        # (`close` drains them) and its sender retries into the deduplicating sink.
+        shutdown_timeout=min(5.0, deadline / 3),
+        # /healthz from the first second; pushes get 503 until the database is migrated
+        accepting=False,
+        service=Probes(sink.schema_version, sink.write_probe, aggregated_registry()),
+    )
+
+
+async def _migrate_until_stopped(sink: Sink, slot: Slot, stopping: asyncio.Event) -> bool:
+    """`_migrate` off the event loop (the probes keep answering); False when stopped first."""
+    stop_migrating = threading.Event()
+    stopped = asyncio.create_task(stopping.wait())
+    stopped.add_done_callback(lambda _: stop_migrating.set())
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(None, _migrate, sink, stop_migrating, slot)
+    finally:
+        stopped.cancel()
+
+
+async def _beat_until_stopped(slot: Slot, stopping: asyncio.Event) -> None:
+    while not stopping.is_set():
+        slot.beat()  # the event loop's own heartbeat: a blocked loop stops beating
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), LISTENER_BEAT)
+
+
+async def _drain_listener(server: PushServer, queues: Sequence[str], deadline: float) -> int:
+    log.info("listener draining", queues=list(queues))
+    try:
+        async with asyncio.timeout(deadline):
+            await server.close()
+    except TimeoutError:
+        log.error("drain deadline passed with push requests unanswered")
+        return EXIT_UNFINISHED
+    log.info("listener drained")
+    return EXIT_OK
+
+
+async def _stop_listener_helpers(
+    runner: ForwardRunner | None, reconciler: Reconciler | None
+) -> None:
+    loop = asyncio.get_running_loop()
+    if runner is not None:
+        await loop.run_in_executor(None, runner.stop, 2.0)
+    if reconciler is not None:
+        await loop.run_in_executor(None, reconciler.close, 5.0)
 
 
 def _migrate(sink: Sink, stop: threading.Event, slot: Slot) -> bool:

@@ -8,71 +8,70 @@ Per request, in order, nothing stored and the body unread until the last step:
 unknown path 404, client address outside `allow_from` 403, method other than POST 405, wrong or
 missing credentials 401 (`http_auth`), content type other than JSON (or a form, for 7moor) 415,
 body over `max_body_bytes` 413, body not received within `body_timeout` 408, the listener's
-bodies in flight over their cap (`http_body.BodyBudget`) 503. Then the body goes to the queue's
-pipeline; requests that arrive while a commit is running wait for the next one and are committed
-together (`pipeline.push.GroupCommit`), each still answered for itself. A signed (`huawei_aksk`)
-request's nonce is stored in that commit (`http_nonces`): a nonce found already stored is
-answered 401.
+bodies in flight over their cap (`http_body.BodyBudget`) 503. Then the body is submitted to the
+queue's `PushSource` (`sources/push.py`) and the request waits for its settlement: requests that
+arrive while a commit is running are received together by the next one, each still answered for
+itself. A signed (`huawei_aksk`) request's nonce is stored in that commit (`http_nonces`): a nonce
+found already stored is answered 401.
 
-The listener routes its reserved paths (`/healthz`, `/readyz`, `/metrics`) to the `Service`
-it is given (`consumer.runtime.probes`), and each request to its queue's `Commits` (the
-pipeline's group commit, wired by `consumer.runtime.push`): this module imports no pipeline.
+The listener only routes (`http_routes`): its reserved paths (`/healthz`, `/readyz`, `/metrics`)
+to the `Service` it is given (`consumer.runtime.probes`), each push to its queue's source. What
+commits a queue's requests is wired by `consumer.runtime.push`: this module imports no pipeline.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import itertools
 import json
+import os
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 from aiohttp import web
-from prometheus_client import Counter, Histogram
 
-from consumer.config.model import RESERVED_HTTP_PATHS
 from consumer.errors import ConfigError, Overloaded, clip
-from consumer.formats import Format, get_format
+from consumer.formats import get_format
 from consumer.sources.base import Message
-from consumer.sources.http_auth import (
-    Authenticator,
-    Credentials,
-    Denied,
-    Nonce,
-)
+from consumer.sources.http_auth import Credentials, Denied, Nonce
 from consumer.sources.http_body import BodyBudget, Held
-from consumer.sources.http_nonces import NonceLedger
+from consumer.sources.http_metrics import AUTH_FAILURES, REQUESTS, UNMATCHED, counted
+from consumer.sources.http_routes import (
+    RESERVED_PATHS,
+    Commits,
+    PushEndpoint,
+    Routes,
+    parse_listen,
+)
 
 log = structlog.get_logger("consumer.http")
 
-RESERVED_PATHS = RESERVED_HTTP_PATHS
 DEFAULT_BODY_BYTES_IN_FLIGHT = 64 * 1_048_576
 """Bytes of push bodies the listener holds at once, from the first byte read to the answer: past
 this a request is answered 503 at once, so slow or stalled senders cannot grow the process."""
 
-REQUESTS = Counter(
-    "consumer_push_requests",
-    "HTTP push requests answered, by queue and status code",
-    ["queue", "code"],
-)
-AUTH_FAILURES = Counter(
-    "consumer_push_auth_failures",
-    "HTTP push requests refused for wrong or missing credentials",
-    ["queue"],
-)
-REQUEST_SECONDS = Histogram(
-    "consumer_push_request_duration_seconds",
-    "From the request's arrival to its answer, for requests that reached the pipeline",
-    ["queue"],
-)
-UNMATCHED = "unmatched"  # the queue label of a request to no known path
+
+class _RequestIds:
+    """Unique request ids as uuid4 spells them, without a `getrandom` per request: 64 random
+    bits per process, then a counter. (That system call releases the GIL, and at concurrency 64
+    the event loop then waits for the commit thread to hand it back: ~0.3 ms per request.)"""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self._prefix = f"http-{uuid.uuid4().hex[:16]}"
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
 
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_request_ids = _RequestIds()
 
 
 def success_body(format_name: str) -> bytes:
@@ -80,83 +79,12 @@ def success_body(format_name: str) -> bytes:
     return get_format(format_name).answer
 
 
-class Outcome(Protocol):
-    """What became of a pushed message: committed (200) or not (503)."""
-
-    @property
-    def committed(self) -> bool: ...
-
-    @property
-    def disposition(self) -> str: ...
-
-
-class Commits(Protocol):
-    """The queue's commits, as the listener needs them: the pipeline's `GroupCommit`."""
-
-    last_failure: str | None
-    """Why the last commit did not commit (None once one has): readiness reads it."""
-
-    async def submit(self, message: Message) -> Outcome:
-        """The message's outcome once committed (or not); raises `Overloaded` at once when
-        too much already waits."""
-        ...
-
-    async def drain(self) -> None:
-        """Wait until every submitted message has its outcome."""
-        ...
-
-    def close(self) -> None:
-        """Release what commits (after `drain`)."""
-        ...
-
-
 class Service(Protocol):
     """What answers the listener's own paths (`RESERVED_PATHS`: probes and metrics)."""
 
-    async def __call__(self, request: web.Request, server: PushServer) -> web.Response: ...
+    async def __call__(self, request: web.BaseRequest, server: PushServer) -> web.Response: ...
 
     def close(self) -> None: ...
-
-
-@dataclass
-class PushEndpoint:
-    """One `source: http` queue as the listener sees it."""
-
-    queue: str
-    format: str
-    path: str
-    commits: Commits
-    """Where a request's body goes: the queue's pipeline (`consumer.runtime.push` wires it)."""
-    auth: Authenticator
-    allow_from: tuple[Network, ...] = ()
-    max_body_bytes: int = 1_048_576
-    ledger: NonceLedger | None = None
-    """Where signed requests' nonces are remembered with their events (`huawei_aksk` queues)."""
-
-    def allows(self, remote: str | None) -> bool:
-        if not self.allow_from:
-            return True
-        if remote is None:
-            return False
-        try:
-            address = ipaddress.ip_address(remote.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self.allow_from)
-
-    @property
-    def parser(self) -> Format:
-        return get_format(self.format)
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`127.0.0.1:8080`, `0.0.0.0:8080` or `[::1]:8080` to host and port."""
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError("http.listen", f"not HOST:PORT: {listen!r}")
-    return host.strip("[]"), int(port)
 
 
 class PushServer:
@@ -187,8 +115,8 @@ class PushServer:
         self.accepting = accepting
         self.service = service
         self.bodies = BodyBudget(max_body_bytes_in_flight)
-        self._routes = _routes(self.endpoints)
-        self._runner: web.AppRunner | None = None
+        self._routes = Routes(self.endpoints)
+        self._runner: web.ServerRunner | None = None
 
     @property
     def port(self) -> int:
@@ -200,22 +128,19 @@ class PushServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self._port}"
 
-    def application(self) -> web.Application:
-        app = web.Application(
-            client_max_size=max([e.max_body_bytes for e in self.endpoints] or [1])
-        )
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        return app
-
     async def start(self) -> None:
-        runner = web.AppRunner(
-            self.application(),
+        # aiohttp's low-level server: every path goes to `_dispatch`, which routes by itself,
+        # so an `Application` (router, middlewares, its request class) would only add CPU per
+        # request to the event loop (~10% of it at concurrency 64).
+        handler = web.Server(
+            self._dispatch,
             access_log=None,
-            handle_signals=False,
             keepalive_timeout=self.keepalive_timeout,
-            shutdown_timeout=self.shutdown_timeout,
             # After a refused body (413, 408) read and drop at most this long before closing.
             lingering_time=2.0,
+        )
+        runner = web.ServerRunner(
+            handler, handle_signals=False, shutdown_timeout=self.shutdown_timeout
         )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._port, reuse_address=True)
@@ -243,7 +168,7 @@ class PushServer:
             await self._runner.cleanup()
             self._runner = None
         for endpoint in self.endpoints:
-            await endpoint.commits.drain()
+            await endpoint.source.drain()
         loop = asyncio.get_running_loop()
         for endpoint in self.endpoints:
             await loop.run_in_executor(None, endpoint.commits.close)
@@ -252,13 +177,13 @@ class PushServer:
 
     # -- requests ----------------------------------------------------------------------------
 
-    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
         if path in RESERVED_PATHS and self.service is not None:
             return await self.service(request, self)
-        match = self._match(path)
+        match = self._routes.match(path)
         if match is None:
-            REQUESTS.labels(UNMATCHED, "404").inc()
+            counted.answered(UNMATCHED, 404)
             return error_response(404, "no push queue at this path")
         endpoint, token = match
         started = time.monotonic()
@@ -268,24 +193,13 @@ class PushServer:
             response = error_response(
                 503, "starting: the database is not ready", {"Retry-After": "30"}
             )
-        REQUESTS.labels(endpoint.queue, str(response.status)).inc()
+        counted.answered(endpoint.queue, response.status)
         if response.status in (200, 503):
-            REQUEST_SECONDS.labels(endpoint.queue).observe(time.monotonic() - started)
+            counted.took(endpoint.queue, time.monotonic() - started)
         return response
 
-    def _match(self, path: str) -> tuple[PushEndpoint, str | None] | None:
-        key = path.rstrip("/")
-        endpoint = self._routes.get(key)
-        if endpoint is not None:
-            return endpoint, None
-        parent, _, segment = key.rpartition("/")
-        endpoint = self._routes.get(parent)
-        if endpoint is not None and segment and endpoint.auth.accepts_path_token():
-            return endpoint, segment
-        return None
-
     async def _push(
-        self, request: web.Request, endpoint: PushEndpoint, token: str | None
+        self, request: web.BaseRequest, endpoint: PushEndpoint, token: str | None
     ) -> web.Response:
         queue = endpoint.queue
         if not endpoint.allows(request.remote):
@@ -295,7 +209,8 @@ class PushServer:
             return error_response(403, "client address not allowed")
         if request.method != "POST":
             return error_response(405, "only POST", headers={"Allow": "POST"})
-        credentials = Credentials(request.headers, token, _signed_urls(request))
+        urls = _signed_urls(request) if endpoint.auth.signs_urls else ()
+        credentials = Credentials(request.headers, token, urls)
         verdict = endpoint.auth.verify(credentials)
         if isinstance(verdict, Denied):
             return _unauthorized(queue, verdict, request.remote)
@@ -320,12 +235,12 @@ class PushServer:
         remote: str | None,
     ) -> web.Response:
         queue = endpoint.queue
-        message = Message(id=f"http-{uuid.uuid4().hex}", body=body, delivery_count=1)
+        message = Message(id=_request_ids.next(), body=body, delivery_count=1)
         ledger = endpoint.ledger if nonce is not None else None
         if ledger is not None and nonce is not None:
             ledger.expect(nonce.claim(message.id, queue))
         try:
-            result = await endpoint.commits.submit(message)
+            result = await endpoint.source.submit(message)
         except Overloaded as exc:
             endpoint.auth.release(credentials)
             log.warning("push answered 503: overloaded", queue=queue, error=str(exc))
@@ -349,13 +264,18 @@ class PushServer:
         )
 
     async def _read_body(
-        self, request: web.Request, endpoint: PushEndpoint, held: Held
+        self, request: web.BaseRequest, endpoint: PushEndpoint, held: Held
     ) -> bytes | web.Response:
         limit = endpoint.max_body_bytes
-        too_large = error_response(413, f"body larger than {limit} bytes")
-        too_large.force_close()  # do not linger reading the rest of a body we refuse
         if request.content_length is not None and request.content_length > limit:
-            return too_large
+            return _too_large(limit)
+        if request.content.is_eof():  # all of it came with the headers: nothing to wait for
+            body = request.content.read_nowait()
+            if len(body) > limit:
+                return _too_large(limit)
+            if not held.take(len(body)):
+                return self._too_many_bytes(endpoint, len(body))
+            return body
         chunks: list[bytes] = []
         size = 0
         try:
@@ -364,7 +284,7 @@ class PushServer:
                     size += len(chunk)
                     if size > limit:
                         chunks.clear()
-                        return too_large
+                        return _too_large(limit)
                     if not held.take(len(chunk)):
                         chunks.clear()
                         return self._too_many_bytes(endpoint, size)
@@ -410,24 +330,13 @@ def _unauthorized(queue: str, denied: Denied, remote: str | None) -> web.Respons
     return error_response(401, "unauthorized")
 
 
-def _routes(endpoints: Sequence[PushEndpoint]) -> dict[str, PushEndpoint]:
-    routes: dict[str, PushEndpoint] = {}
-    for endpoint in endpoints:
-        key = endpoint.path.rstrip("/")
-        if (key or "/") in RESERVED_PATHS:
-            raise ConfigError(
-                f"queues.{endpoint.queue}.http.path", f"{endpoint.path} is reserved by the listener"
-            )
-        if key in routes:
-            raise ConfigError(
-                f"queues.{endpoint.queue}.http.path",
-                f"{endpoint.path} is already the path of queue {routes[key].queue}",
-            )
-        routes[key] = endpoint
-    return routes
+def _too_large(limit: int) -> web.Response:
+    too_large = error_response(413, f"body larger than {limit} bytes")
+    too_large.force_close()  # do not linger reading the rest of a body we refuse
+    return too_large
 
 
-def _signed_urls(request: web.Request) -> list[str]:
+def _signed_urls(request: web.BaseRequest) -> list[str]:
     """The push URL as the sender configured it (Huawei Voice signs it: docs/http-push.md)."""
     schemes = dict.fromkeys(
         [request.headers.get("X-Forwarded-Proto", request.scheme), "https", "http"]
@@ -450,7 +359,6 @@ __all__ = [
     "DEFAULT_BODY_BYTES_IN_FLIGHT",
     "REQUESTS",
     "Commits",
-    "Outcome",
     "PushEndpoint",
     "PushServer",
     "Service",

@@ -75,6 +75,9 @@ class Credentials:
 class Authenticator:
     """Checks one queue's credentials; `check` returns None when the request may proceed."""
 
+    signs_urls = False
+    """Whether `Credentials.urls` matter (else the listener does not spell them out)."""
+
     def accepts_path_token(self) -> bool:
         """Whether a secret may follow the queue's path as one more segment."""
         return False
@@ -164,6 +167,8 @@ class NonceCache:
 
 
 class HuaweiAksk(Authenticator):
+    signs_urls = True
+
     def __init__(
         self,
         app_key: str,

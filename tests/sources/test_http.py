@@ -37,7 +37,6 @@ from consumer.config.model import (
 )
 from consumer.errors import ConfigError
 from consumer.formats import get_format
-from consumer.pipeline.push import GroupCommit
 from consumer.runtime.probes import Probes
 from consumer.runtime.push import push_endpoint, push_server
 from consumer.sinks.base import Sink
@@ -438,7 +437,7 @@ def test_requests_arriving_during_a_commit_are_committed_together_in_the_next(
                 asyncio.create_task(rig.post("/push/huawei/voice", status(f"next-{n}@h")))
                 for n in range(20)
             ]
-            while endpoint.commits.waiting < 20:
+            while endpoint.source.waiting < 20:
                 await asyncio.sleep(0.01)
             blocker.execute("ROLLBACK")
             blocker.close()
@@ -475,7 +474,8 @@ def test_past_the_waiting_bound_a_push_is_answered_503_at_once(
     async def scenario() -> None:
         async with serving(tmp_path, every_queue(), busy_timeout=5.0, wrap=wrap) as rig:
             endpoint = rig.server.endpoints[0]
-            endpoint.commits = GroupCommit(endpoint.queue, endpoint.commits.handler, **limits)
+            for limit, value in limits.items():
+                setattr(endpoint.source, limit, value)
             blocker = sqlite3.connect(rig.db, isolation_level=None)
             blocker.execute("BEGIN EXCLUSIVE")
             pushes = [asyncio.create_task(rig.post("/push/huawei/voice", status("held-0@h")))]
@@ -485,7 +485,7 @@ def test_past_the_waiting_bound_a_push_is_answered_503_at_once(
                 asyncio.create_task(rig.post("/push/huawei/voice", status(f"held-{n}@h")))
                 for n in (1, 2)
             ]
-            while endpoint.commits.waiting < 2:
+            while endpoint.source.waiting < 2:
                 await asyncio.sleep(0.01)
             # When one more push arrives while two wait
             refused = await rig.post("/push/huawei/voice", status("held-3@h"))
@@ -514,9 +514,7 @@ def test_a_group_commit_is_split_at_its_byte_bound(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with serving(tmp_path, every_queue(), busy_timeout=5.0, wrap=wrap) as rig:
             endpoint = rig.server.endpoints[0]
-            endpoint.commits = GroupCommit(
-                endpoint.queue, endpoint.commits.handler, max_batch_bytes=2 * len(bodies[0])
-            )
+            endpoint.source.max_batch_bytes = 2 * len(bodies[0])
             blocker = sqlite3.connect(rig.db, isolation_level=None)
             blocker.execute("BEGIN EXCLUSIVE")
             first = asyncio.create_task(rig.post("/push/huawei/voice", bodies[0]))
@@ -524,7 +522,7 @@ def test_a_group_commit_is_split_at_its_byte_bound(tmp_path: Path) -> None:
                 await asyncio.sleep(0.01)
             # When five more arrive while the first commit waits
             rest = [asyncio.create_task(rig.post("/push/huawei/voice", b)) for b in bodies[1:]]
-            while endpoint.commits.waiting < 5:
+            while endpoint.source.waiting < 5:
                 await asyncio.sleep(0.01)
             blocker.execute("ROLLBACK")
             blocker.close()
@@ -1221,7 +1219,7 @@ def test_readyz_after_a_failed_commit_is_ready_only_once_a_write_goes_through(
     # Given a listener whose database reads but takes no write (another writer holds the lock)
     async def scenario() -> None:
         async with serving(tmp_path, [queue("moor7", "moor7.event", "/p")]) as rig:
-            sink = rig.server.endpoints[0].commits.handler.pipeline.sink
+            sink = rig.server.endpoints[0].commits.pipeline.sink
             assert isinstance(rig.server.service, Probes)
             rig.server.service.write_probe = getattr(sink, "write_probe", None)
             assert (await rig.get("/readyz")).status == 200
