@@ -54,7 +54,7 @@ def test_batches_received_during_a_commit_are_stored_in_one_transaction() -> Non
 
 def test_the_prefetcher_polls_no_more_than_its_bound_ahead() -> None:
     # Given a backlog longer than the bound, and a first commit that outlasts the polls ahead
-    queue, journal, source = backlog(4 * (AHEAD + 2))
+    _, journal, source = backlog(4 * (AHEAD + 2))
     sink = JournalSink(journal)
     received = after_receives(source, 1 + AHEAD)
     polls: list[int] = []
@@ -105,7 +105,7 @@ def test_stop_gives_every_prefetched_message_back_at_once() -> None:
 def test_a_failed_group_commit_rejects_every_message_of_it() -> None:
     # Given 12 messages in batches of 4, and a database that goes down after the first commit,
     # which waits until the other two batches are received
-    queue, journal, source = backlog(12)
+    _, journal, source = backlog(12)
     sink = JournalSink(journal)
     faulty = FaultySink(sink)
     received = after_receives(source, 3)
@@ -144,7 +144,8 @@ def test_a_poll_that_fails_after_others_is_raised_after_their_batch() -> None:
     taken = prefetcher.take()
     prefetcher.start()  # a full batch: the worker would poll ahead again
     # Then it got the batch, and the failure comes with the next take, nothing before it lost
-    assert taken is not None and len(taken.messages) == 4
+    assert taken is not None
+    assert len(taken.messages) == 4
     with pytest.raises(TransientError, match="broker gone"):
         prefetcher.take()
     assert prefetcher.take() is None
