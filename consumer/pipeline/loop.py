@@ -136,7 +136,7 @@ class Worker:
             self._keepalive = None
 
     def run_once(self) -> list[Result]:
-        """One round: receive (or take the prefetched batch), handle, settle.
+        """One round: receive (or take what was prefetched), handle, settle.
 
         Returns what became of each message. Settling (ack / reject) is done by a helper
         thread, after the commit: while a prefetched batch waits for the next round, this
