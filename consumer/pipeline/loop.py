@@ -3,17 +3,18 @@
 Committed messages (stored or dead-lettered) are acknowledged; the rest are rejected with a
 delay and the loop backs off before receiving again, so a sink outage neither loses messages
 nor spins. A batch that outlives its visibility would be redelivered under our feet (and handled
-twice), so every received message that is not settled yet (the batch in hand and a prefetched
-one) is covered by the worker's keepalive thread (`keepalive`), which extends its visibility.
+twice), so every received message that is not settled yet (the batch in hand and the prefetched
+ones) is covered by the worker's keepalive thread (`keepalive`), which extends its visibility.
 
-Under a backlog (the last batch was full) the worker prefetches (`prefetch`): a short poll for
-the next batch runs in a helper thread while the current one is parsed and committed, and the
-batch's ack is sent by the settler (`settle`) while the prefetched one is handled, so the
-broker's round trips overlap the pipeline's work. The promises stay as they were: a message is
-acknowledged only after its commit, `stop()` finishes the batch in hand and gives a prefetched
-batch back at once (a reject with no delay), and a crash anywhere leaves every unsettled message
-to come back by itself. The source is only ever used by one thread at a time (the worker's `io`
-lock), unless it declares otherwise (`Source.concurrent_settle`).
+Under a backlog (the last batch was full) the worker prefetches (`prefetch`): short polls for
+the next batches run in a helper thread while the current one is parsed and committed, and the
+batch's ack is sent by the settler (`settle`) while the prefetched ones are handled, so the
+broker's round trips overlap the pipeline's work. What several polls received is handled as one
+batch, in one transaction (group commit). The promises stay as they were: a message is
+acknowledged only after its commit, `stop()` finishes the batch in hand and gives every
+prefetched message back at once (a reject with no delay), and a crash anywhere leaves every
+unsettled message to come back by itself. The source is only ever used by one thread at a
+time (the worker's `io` lock), unless it declares otherwise (`Source.concurrent_settle`).
 
 Only a non-transient exception from `Source.receive` (a bug in a source) ends `run`: the runtime
 restarts the worker, and every unsettled message comes back by itself.
@@ -46,16 +47,17 @@ Pause = Callable[[float], object]
 class Worker:
     """Ties one source to one pipeline; `run` until `stop()` is called.
 
-    The parts, as aiokafka splits its consumer: a `Prefetcher` (at most one batch ahead), the
+    The parts, as aiokafka splits its consumer: a `Prefetcher` (a few polls ahead), the
     `KeepaliveThread` (every unsettled message stays invisible) and a `Settler` (ack / reject
     after the commit, in its own thread). `middleware` sees every receive (heartbeats,
     connection state, metrics).
 
-    `prefetch` receives the next batch while the current one is handled, whenever the last
-    batch was full. Only a source that declares `concurrent_settle` prefetches, and the worker
-    then settles a batch without waiting for a prefetch in progress: on any other, the next
-    receive (a RocketMQ long poll lasts seconds) would hold the batch's acknowledgement back
-    until its invisible time lapsed, and it would come back for ever.
+    `prefetch` receives the next batches while the current one is handled, whenever the last
+    batch was full, and the next round handles them together. Only a source that declares
+    `concurrent_settle` prefetches, and the worker then settles a batch without waiting for a
+    prefetch in progress: on any other, the next receive (a RocketMQ long poll lasts seconds)
+    would hold the batch's acknowledgement back until its invisible time lapsed, and it would
+    come back for ever.
     """
 
     source: Source
@@ -83,7 +85,7 @@ class Worker:
         else:
             settle_lock = self._io
             self.prefetch = False
-        self._prefetcher = Prefetcher(self._receive, self.name)
+        self._prefetcher = Prefetcher(self._receive, self.name, self.batch_size)
         self._settler = Settler(
             self.source, self.pipeline, settle_lock, self._keepalive_thread, self._settled
         )
@@ -121,7 +123,7 @@ class Worker:
         log.info("worker stopped", queue=self.pipeline.queue)
 
     def close(self) -> None:
-        """Give a prefetched batch back and end the helper threads (`run` does it on the way out).
+        """Give prefetched messages back and end the helper threads (`run` does it on the way out).
 
         The worker can still `run_once` afterwards; the helpers start again when needed.
         """
@@ -136,7 +138,7 @@ class Worker:
             self._keepalive = None
 
     def run_once(self) -> list[Result]:
-        """One round: receive (or take the prefetched batch), handle, settle.
+        """One round: receive (or take what was prefetched), handle, settle.
 
         Returns what became of each message. Settling (ack / reject) follows the commit: while
         a prefetch runs, a helper thread does it, so this batch's ack overlaps the prefetched
@@ -210,7 +212,7 @@ class Worker:
         return received
 
     def _release_prefetched(self) -> None:
-        """Give a prefetched batch back for redelivery now: it was never handled."""
+        """Give the prefetched messages back for redelivery now: they were never handled."""
         try:
             received = self._prefetcher.take()
         except Exception as exc:  # nothing was received, so nothing to give back

@@ -170,6 +170,27 @@ def test_extend_keeps_the_newest_handle(mns: FakeMnsServer, source: MnsSource) -
     assert mns.stats(QUEUE).total == 0
 
 
+def test_extend_and_reject_take_more_than_16_messages(
+    mns: FakeMnsServer, source: MnsSource
+) -> None:
+    # Given 20 received messages (a group commit handles several receives as one batch)
+    for _ in range(20):
+        mns.put_message(QUEUE, "x")
+    messages = source.receive(16, 0) + source.receive(16, 0)
+    before = time.time()
+    # When all are extended, then all rejected
+    source.extend(messages, 60)
+    extended = {m.id: m.next_visible_time for m in mns.messages(QUEUE)}
+    source.reject(messages, 120)
+    # Then each was changed both times: none left at its old visibility
+    assert len(messages) == 20
+    assert all(t == pytest.approx((before + 60) * 1000, abs=1000) for t in extended.values())
+    assert all(
+        m.next_visible_time == pytest.approx((before + 120) * 1000, abs=1000)
+        for m in mns.messages(QUEUE)
+    )
+
+
 def test_reject_redelivers_after_the_delay(mns: FakeMnsServer, source: MnsSource) -> None:
     mns.put_message(QUEUE, "x")
     [message] = source.receive(16, 0)
