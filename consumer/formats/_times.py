@@ -4,8 +4,8 @@ as aware datetimes; a time that cannot be read is `InvalidMessage` (`bad_time`).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta, tzinfo
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,19 +21,37 @@ _CANONICAL_WALL_TIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2} (?:[01][0-9]|2[0-3]):[0-9]{2}:[0-9]{2}"
 )
 _SPACES = re.compile(r"\s+")
+# Asia/Shanghai has kept +08:00 without DST since its last transition in September 1991 (the
+# tzdata rule for all later years, up to 9999, is "CST-8"): from 1992 on a wall time converts
+# by subtraction, without the ZoneInfo lookups of `astimezone` (a fifth of a VoiceReport parse).
+_SHANGHAI_FIXED_SINCE = datetime(1992, 1, 1)
+_SHANGHAI_OFFSET = timedelta(hours=8)
 
 
 def shanghai_time(record: Mapping[str, Any], key: str) -> datetime | None:
     """A `yyyy-MM-dd HH:mm:ss` wall time in Asia/Shanghai (Aliyun VMS, 7moor), as UTC."""
-    return _wall_time(record, key, SHANGHAI)
+    return _wall_time(record, key, _shanghai_to_utc)
 
 
 def utc_wall_time(record: Mapping[str, Any], key: str) -> datetime | None:
     """A `yyyy-MM-dd HH:mm:ss` UTC time without a marker, double spaces allowed (Huawei)."""
-    return _wall_time(record, key, UTC)
+    return _wall_time(record, key, _utc_to_utc)
 
 
-def _wall_time(record: Mapping[str, Any], key: str, zone: tzinfo) -> datetime | None:
+def _shanghai_to_utc(wall: datetime) -> datetime:
+    """The UTC instant of a Shanghai wall time; OverflowError before 0001-01-01 UTC."""
+    if wall >= _SHANGHAI_FIXED_SINCE:
+        return (wall - _SHANGHAI_OFFSET).replace(tzinfo=UTC)
+    return wall.replace(tzinfo=SHANGHAI).astimezone(UTC)
+
+
+def _utc_to_utc(wall: datetime) -> datetime:
+    return wall.replace(tzinfo=UTC)
+
+
+def _wall_time(
+    record: Mapping[str, Any], key: str, to_utc: Callable[[datetime], datetime]
+) -> datetime | None:
     raw = text(record, key)
     if raw is None:
         return None
@@ -49,7 +67,7 @@ def _wall_time(record: Mapping[str, Any], key: str, zone: tzinfo) -> datetime | 
                 Reason.BAD_TIME, f"{key} is not a yyyy-MM-dd HH:mm:ss time: {clip(raw)}"
             ) from None
     try:
-        return wall.replace(tzinfo=zone).astimezone(UTC)
+        return to_utc(wall)
     except OverflowError:  # 0001-01-01 07:59 in Shanghai has no UTC instant
         raise InvalidMessage(Reason.BAD_TIME, f"{key} is out of range: {clip(raw)}") from None
 

@@ -149,8 +149,8 @@ def required_time(record: Mapping[str, Any], key: str) -> datetime:
 
 def in_utc(value: datetime | None, key: str) -> datetime | None:
     """In UTC, as the model wants it; before year 1 in UTC is bad input, not an OverflowError."""
-    if value is None:
-        return None
+    if value is None or value.tzinfo is UTC:  # what the wall-time readers give
+        return value
     try:
         return value.astimezone(UTC)
     except OverflowError:

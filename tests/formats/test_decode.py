@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from consumer.errors import InvalidMessage
@@ -88,3 +88,34 @@ def test_a_canonical_wall_time_reads_as_strptime_reads_it(year: int, fields: lis
     else:
         # Then what it reads is the same time, in UTC
         assert _decode.utc_wall_time({"t": raw}, "t") == expected.replace(tzinfo=UTC)
+
+
+@settings(max_examples=500)
+@given(wall=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)))
+@example(wall=datetime(1, 1, 1, 7, 59, 59))  # the last wall time without a UTC instant
+@example(wall=datetime(1, 1, 1, 8))
+@example(wall=datetime(1991, 9, 15, 1, 30))  # in the last DST transition's repeated hour
+@example(wall=datetime(1991, 12, 31, 23, 59, 59))
+@example(wall=datetime(1992, 1, 1))  # the first wall time of the fixed +08:00
+@example(wall=datetime(9999, 12, 31, 23, 59, 59))
+def test_a_shanghai_wall_time_converts_as_zoneinfo_converts_it(wall: datetime) -> None:
+    # Given any Shanghai wall time of years 1-9999, spelled as Aliyun VMS and 7moor send it
+    raw = wall.isoformat(sep=" ", timespec="seconds")
+    whole = wall.replace(microsecond=0)
+    try:
+        expected: datetime | None = whole.replace(tzinfo=_decode.SHANGHAI).astimezone(UTC)
+    except OverflowError:
+        expected = None
+    # When it is read
+    if expected is None:
+        # Then a time without a UTC instant (before 0001-01-01 UTC) is the same bad time
+        with pytest.raises(InvalidMessage) as raised:
+            _decode.shanghai_time({"t": raw}, "t")
+        assert raised.value.reason == "bad_time"
+        assert raised.value.detail == f"t is out of range: {raw!r}"
+    else:
+        # Then it is the instant ZoneInfo gives, in UTC
+        value = _decode.shanghai_time({"t": raw}, "t")
+        assert value == expected
+        assert value is not None
+        assert value.tzinfo is UTC
