@@ -99,7 +99,10 @@ def integer(record: Mapping[str, Any], key: str) -> int | None:
 
 def first(*values: T | None) -> T | None:
     """The first value that is not None: the fallback chains of docs/formats.md."""
-    return next((value for value in values if value is not None), None)
+    for value in values:  # a loop, not next() over a generator: half the cost, called per field
+        if value is not None:
+            return value
+    return None
 
 
 def lookup(table: Mapping[str, T], code: str | None, default: T) -> T:

@@ -70,8 +70,12 @@ def parse(body: bytes) -> list[Normalized]:
 
 def _time(record: dict[str, Any], key: str, *fallbacks: str) -> datetime | None:
     """The first of `key` and its leg `fallbacks` that is set; each set one must be a time."""
-    values = [aliyun_vms.time(record, name) for name in (key, *fallbacks) if name in record]
-    return _decode.first(*values)
+    found = None
+    for name in (key, *fallbacks):
+        if name in record:
+            value = aliyun_vms.time(record, name)
+            found = value if found is None else found
+    return found
 
 
 def normalize(record: dict[str, Any]) -> CallEvent:
