@@ -43,6 +43,7 @@ from consumer.formats._times import (
     epoch_auto,
     epoch_millis,
     plus_millis,
+    read_utc_wall_time,
     shanghai_time,
     utc_wall_time,
 )
@@ -124,6 +125,7 @@ __all__ = [
     "obj",
     "objects",
     "plus_millis",
+    "read_utc_wall_time",
     "required_text",
     "shanghai_time",
     "sound_json",

@@ -53,8 +53,15 @@ def _wall_time(
     record: Mapping[str, Any], key: str, to_utc: Callable[[datetime], datetime]
 ) -> datetime | None:
     raw = text(record, key)
-    if raw is None:
-        return None
+    return None if raw is None else _read_wall_time(raw, key, to_utc)
+
+
+def read_utc_wall_time(raw: str, key: str) -> datetime:
+    """`utc_wall_time` of text already read (`raw`, from field `key`): one field read less."""
+    return _read_wall_time(raw, key, _utc_to_utc)
+
+
+def _read_wall_time(raw: str, key: str, to_utc: Callable[[datetime], datetime]) -> datetime:
     wall = _canonical_wall_time(raw)
     if wall is None:
         try:
@@ -126,6 +133,7 @@ __all__ = [
     "epoch_auto",
     "epoch_millis",
     "plus_millis",
+    "read_utc_wall_time",
     "shanghai_time",
     "utc_wall_time",
 ]

@@ -133,8 +133,12 @@ def _fee_record(product: Product, envelope: JsonObject, record: JsonObject) -> N
         raise InvalidMessage(
             Reason.MISSING_FIELD, "callEndTime is missing or empty (and no failTime)"
         )
-    started_key = next((key for key in legs.started if huawei_time(record, key)), None)
-    started = take_time(started_key)
+    started = None
+    for started_key in legs.started:  # the first one set; the others stay extras as sent
+        started = huawei_time(record, started_key)
+        if started is not None:
+            used.add(started_key)
+            break
     ringing = take_time(legs.ringing)
     answered = take_time(legs.answered)
     outcome, status_key = fee_outcome(product, record, legs, answered)

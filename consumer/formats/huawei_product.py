@@ -36,7 +36,7 @@ def huawei_time(record: Mapping[str, Any], key: str) -> datetime | None:
     raw = _decode.text(record, key)
     if raw is not None and raw.isascii() and raw.isdigit() and len(raw) in (10, 13):
         return _decode.epoch_millis({key: raw if len(raw) == 13 else raw + "000"}, key)
-    return _decode.utc_wall_time(record, key)
+    return None if raw is None else _decode.read_utc_wall_time(raw, key)
 
 
 def required_time(record: Mapping[str, Any], key: str) -> datetime:
