@@ -137,7 +137,7 @@ def hangup_by(record: Mapping[str, Any]) -> tuple[HangupBy | None, str | None]:
 
 def time(record: Mapping[str, Any], key: str) -> datetime | None:
     """A Shanghai wall time in UTC; `0001-01-01 07:59:59` has no UTC instant: bad_time."""
-    return in_utc(_decode.shanghai_time(record, key), key)
+    return _decode.shanghai_time(record, key)  # already UTC, the model's zone
 
 
 def required_time(record: Mapping[str, Any], key: str) -> datetime:
@@ -149,7 +149,7 @@ def required_time(record: Mapping[str, Any], key: str) -> datetime:
 
 def in_utc(value: datetime | None, key: str) -> datetime | None:
     """In UTC, as the model wants it; before year 1 in UTC is bad input, not an OverflowError."""
-    if value is None or value.tzinfo is UTC:  # what the wall-time readers give
+    if value is None or value.tzinfo is UTC:
         return value
     try:
         return value.astimezone(UTC)
