@@ -181,6 +181,8 @@ def duration(record: Mapping[str, Any], key: str = "duration") -> int | None:
     raw = _decode.text(record, key)
     if raw is None:
         return None
+    if len(raw) <= _MAX_DIGITS and raw.isascii() and raw.isdigit():  # most: "10", as the regex
+        return int(raw)
     match = _DURATION.fullmatch(raw)
     if match is None or not any(match.groups()):
         raise InvalidMessage(Reason.BAD_FIELD, f"{key} is not a number of seconds: {clip(raw)}")

@@ -165,6 +165,19 @@ def test_a_duration_that_is_not_seconds_is_refused_by_name(raw: object) -> None:
     assert "duration" in caught.value.detail
 
 
+@given(digits=st.text(alphabet="0123456789٣３", min_size=1, max_size=24))
+def test_bare_digits_read_as_the_same_digits_with_the_seconds_unit(digits: str) -> None:
+    # Given digits of any length, ASCII or not / When read bare and as "<digits>秒" (the unit
+    # makes them go through the unit pattern) / Then both read alike: same seconds or same refusal
+    def read(raw: str) -> int | str | None:
+        try:
+            return vms.duration({"duration": raw})
+        except InvalidMessage as exc:
+            return exc.reason
+
+    assert read(digits) == read(digits + "秒")
+
+
 def test_a_duration_that_is_not_a_scalar_is_refused() -> None:
     with pytest.raises(InvalidMessage, match="duration must be a string or number"):
         vms.duration({"duration": {"value": 10}})
