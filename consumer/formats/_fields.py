@@ -14,6 +14,9 @@ from consumer.errors import InvalidMessage, Reason, clip
 from consumer.model import JsonObject
 
 _WHOLE = re.compile(r"([+-]?\d+)(?:\.0*)?")
+# Falsy values that mean "not sent"; 0 and false are sent values. A truthy value is never one,
+# so `compact` tests membership (four comparisons) only for falsy ones.
+_ABSENT = (None, "", [], {})
 
 T = TypeVar("T")
 
@@ -111,7 +114,7 @@ def lookup(table: Mapping[str, T], code: str | None, default: T) -> T:
 
 def compact(values: Mapping[str, Any]) -> dict[str, Any]:
     """Drop absent values (None, "", [], {}) so refs and extras hold only what was sent."""
-    return {key: value for key, value in values.items() if value not in (None, "", [], {})}
+    return {key: value for key, value in values.items() if value or value not in _ABSENT}
 
 
 __all__ = [
