@@ -16,7 +16,7 @@ from consumer.model import JsonObject
 _WHOLE = re.compile(r"([+-]?\d+)(?:\.0*)?")
 # Falsy values that mean "not sent"; 0 and false are sent values. A truthy value is never one,
 # so `compact` tests membership (four comparisons) only for falsy ones.
-_ABSENT = (None, "", [], {})
+_ABSENT: tuple[object, ...] = (None, "", [], {})
 
 T = TypeVar("T")
 
