@@ -91,8 +91,9 @@ def shapes_call(event: CallEvent) -> bool:
     return event.call_id is not None and event.kind in _AUTHORITY
 
 
-def merge_call(events: Iterable[CallEvent]) -> CallRow | None:
-    """The `calls` row of one call's events; None when none of them shapes a call.
+def one_call(events: Iterable[CallEvent]) -> tuple[str, str, list[CallEvent]] | None:
+    """The provider, call id and distinct events of one call's `events` that shape its row;
+    None when none does.
 
     All events must share provider and call_id (`ValueError` otherwise): mixing two calls is a
     bug in the caller, and silently picking one would corrupt both rows.
@@ -111,11 +112,21 @@ def merge_call(events: Iterable[CallEvent]) -> CallRow | None:
     keys = {(event.provider, event.call_id) for event in unique.values()}
     if len(keys) != 1:
         raise ValueError(f"events of several calls given to one merge: {sorted(map(str, keys))}")
-    state = MergeState()
-    for event in unique.values():
-        state.fold(event)
     provider, call_id = next(iter(keys))
     assert call_id is not None  # shapes_call() admitted only events with a call_id
+    return provider, call_id, list(unique.values())
+
+
+def merge_call(events: Iterable[CallEvent]) -> CallRow | None:
+    """The `calls` row of one call's events; None when none of them shapes a call (`one_call`
+    says which events count)."""
+    call = one_call(events)
+    if call is None:
+        return None
+    provider, call_id, unique = call
+    state = MergeState()
+    for event in unique:
+        state.fold(event)
     return state.row(provider, call_id)
 
 
@@ -293,4 +304,4 @@ def _time(microseconds: int) -> datetime:
     return _EPOCH + microseconds * _MICROSECOND
 
 
-__all__ = ["CallRow", "MergeState", "merge_call", "shapes_call"]
+__all__ = ["CallRow", "MergeState", "merge_call", "one_call", "shapes_call"]

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from consumer.model import CallEvent, Kind
-from consumer.sinks.merge import _AUTHORITY, _IMPLIED_TIME, _LIFECYCLE, CallRow, shapes_call
+from consumer.sinks.merge import _AUTHORITY, _IMPLIED_TIME, _LIFECYCLE, CallRow, one_call
 
 T = TypeVar("T")
 
@@ -22,32 +22,20 @@ def recompute(events: Iterable[CallEvent]) -> CallRow | None:
     All events must share provider and call_id (`ValueError` otherwise): mixing two calls is a
     bug in the caller, and silently picking one would corrupt both rows.
     """
-    unique: dict[str, CallEvent] = {}
-    for event in events:
-        if not shapes_call(event):
-            continue
-        seen = unique.get(event.event_id)
-        # The same id should mean the same content; if a format ever breaks that, still pick
-        # one copy by content rather than by arrival.
-        if seen is None or (seen != event and event.model_dump_json() < seen.model_dump_json()):
-            unique[event.event_id] = event
-    if not unique:
+    call = one_call(events)
+    if call is None:
         return None
-    keys = {(event.provider, event.call_id) for event in unique.values()}
-    if len(keys) != 1:
-        raise ValueError(f"events of several calls given to one merge: {sorted(map(str, keys))}")
-    provider, call_id = next(iter(keys))
-    assert call_id is not None  # shapes_call() admitted only events with a call_id
+    provider, call_id, unique = call
 
     # Most authoritative first; later first within a kind; event_id last so the order is total.
-    ranked = sorted(unique.values(), key=_rank_key)
+    ranked = sorted(unique, key=_rank_key)
     # Stable sort: keeps the authority order among the events that are not recordings.
     recordings_first = sorted(ranked, key=lambda e: e.kind is not Kind.RECORDING_READY)
 
     refs: dict[str, str] = {}
     for event in reversed(ranked):  # least authoritative first, so the best one writes last
         refs.update(event.refs)
-    last = max(unique.values(), key=_recency_key)
+    last = max(unique, key=_recency_key)
     return CallRow(
         provider=provider,
         call_id=call_id,
