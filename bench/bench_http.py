@@ -144,6 +144,7 @@ class Row:
 async def _measure(sink_name: str, url: str, seconds: float, generators: list[str]) -> list[Row]:
     from consumer.config.model import HttpQueue, HttpSourceConfig, SinkConfig
     from consumer.pipeline.push import BATCH_MESSAGES
+    from consumer.runtime.heap import freeze_startup
     from consumer.runtime.push import push_endpoint
     from consumer.sinks import open_sink
     from consumer.sources.http import PushServer
@@ -166,6 +167,7 @@ async def _measure(sink_name: str, url: str, seconds: float, generators: list[st
                     endpoint.source.max_batch = 1
                 server = PushServer([endpoint], listen="127.0.0.1:0")
                 await server.start()
+                freeze_startup()  # as the daemon's listener does once it is wired
                 batches = BATCH_MESSAGES.labels(name)
                 try:
                     result = await _run_generator(

@@ -36,6 +36,7 @@ from bench.bench_http import PATH, _histogram, _run_generator
 from consumer.config.model import HttpQueue, HttpSourceConfig, LogConfig, SinkConfig
 from consumer.logs import configure_logging
 from consumer.pipeline import push
+from consumer.runtime.heap import freeze_startup
 from consumer.runtime.push import push_endpoint
 from consumer.sinks import open_sink
 from consumer.sources.http import PushServer
@@ -72,6 +73,7 @@ async def measure(
         worker.run_once = profiled_run_once
     server = PushServer([endpoint], listen="127.0.0.1:0")
     await server.start()
+    freeze_startup()  # as the daemon's listener does once it is wired
     assert commit_thread.ident is not None
     commit_clock = time.pthread_getcpuclockid(commit_thread.ident)
     before = (time.thread_time(), time.clock_gettime(commit_clock), time.process_time())

@@ -44,6 +44,7 @@ from consumer.pipeline.handler import Pipeline
 from consumer.pipeline.loop import Worker
 from consumer.pipeline.middleware import Middleware
 from consumer.reconcile.runner import Reconciler, open_reconciler
+from consumer.runtime.heap import freeze_startup
 from consumer.runtime.metrics import PrometheusMetrics, aggregated_registry
 from consumer.runtime.spec import (
     EXIT_CONFIG,
@@ -155,6 +156,7 @@ def _run_pull(spec: WorkerSpec, config: Config, slot: Slot, deadline: float) -> 
         worker = Worker(
             queue.open(), pipeline, batch_size=batch_size, wait=wait, middleware=[report]
         )
+        frozen = freeze_startup()
         failures: list[Exception] = []
         # The loop's thread starts with this thread's context: its log lines name the worker.
         thread = threading.Thread(
@@ -164,7 +166,7 @@ def _run_pull(spec: WorkerSpec, config: Config, slot: Slot, deadline: float) -> 
             daemon=True,
         )
         thread.start()
-        log.info("pull worker running", queue=queue.name, source=queue.kind)
+        log.info("pull worker running", queue=queue.name, source=queue.kind, frozen=frozen)
         while not stop.wait(0.2):
             if not thread.is_alive():  # only a source's refusal or bug ends the loop by itself
                 failed = failures[0] if failures else None
@@ -253,6 +255,7 @@ async def _run_listener(spec: WorkerSpec, config: Config, slot: Slot, deadline: 
         archiving = asyncio.create_task(run_archiver(open_archiver(config), stopping))
         if reconciler is not None:
             reconciler.start()
+        log.info("listener running", queues=list(spec.push_queues), frozen=freeze_startup())
         slot.connected(True)
         await _beat_until_stopped(slot, stopping)
         return await _drain_listener(server, spec.push_queues, deadline)
