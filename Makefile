@@ -41,6 +41,7 @@ test: prereqs lint $(ROCKETMQ4)
 	CONSUMER_LIBROCKETMQ="$$(bash scripts/build-librocketmq.sh $(LIBROCKETMQ_SRC))" $(BIN)/pytest -n 4
 
 bench: $(STAMP) $(ROCKETMQ4)
+	bash scripts/bench-prereqs.sh
 	CONSUMER_LIBROCKETMQ="$$(bash scripts/build-librocketmq.sh $(LIBROCKETMQ_SRC))" $(BIN)/python -m bench
 
 clean:

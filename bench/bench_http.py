@@ -3,9 +3,12 @@ SQLite and PostgreSQL, side by side.
 
 The receiver (`consumer.sources.http.PushServer`, the real pipeline and sink, logging at info to
 /dev/null as a daemon would log) runs in this process; the load comes from a separate process: an
-asyncio aiohttp client (this file with `--load`), and also wrk when it is installed. Every request
-is a distinct Huawei Voice Call status push (one new event, one new call), answered only after
-its commit; SQLite runs with `synchronous=FULL`, so every transaction is fsynced.
+asyncio aiohttp client (this file with `--load`), and also wrk when it is installed
+(`scripts/bench-prereqs.sh`). Every request is a distinct Huawei Voice Call status push (one new
+event, one new call), answered only after its commit; SQLite runs with `synchronous=FULL`, so
+every transaction is fsynced. The load generator shares the machine's CPUs with the receiver, so
+each row also gives its CPU per request (`gen us`): the Python client spends about as much per
+request as the receiver does, wrk a tenth of that.
 
     python bench/bench_http.py [--seconds 5] [--postgres URL]
 
@@ -20,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -104,10 +108,11 @@ async def _load(url: str, concurrency: int, seconds: float, prefix: str) -> dict
                 else:
                     errors += 1
 
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - began
+        elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
     return {
+        "cpu": cpu,  # the load's own CPU, without the interpreter's start-up
         "requests": len(latencies),
         "seconds": elapsed,
         "p50": _percentile(latencies, 50) * 1000,
@@ -138,6 +143,8 @@ class Row:
     p99: float = float("nan")
     errors: int = 0
     batch: float = float("nan")
+    load_cpu: float = float("nan")
+    """The load generator's CPU per request, in microseconds."""
     note: str = ""
 
 
@@ -169,11 +176,13 @@ async def _measure(sink_name: str, url: str, seconds: float, generators: list[st
                 await server.start()
                 freeze_startup()  # as the daemon's listener does once it is wired
                 batches = BATCH_MESSAGES.labels(name)
+                load_cpu = _children_cpu()
                 try:
                     result = await _run_generator(
                         generator, server.url + PATH, concurrency, seconds, uuid.uuid4().hex[:8]
                     )
                 finally:
+                    load_cpu = _children_cpu() - load_cpu  # wrk: its start-up is negligible
                     await server.close()
                 row = Row(sink_name, generator, concurrency)
                 if "error" in result:
@@ -185,6 +194,7 @@ async def _measure(sink_name: str, url: str, seconds: float, generators: list[st
                     row.errors = int(result["errors"])
                     count, total = _histogram(batches)
                     row.batch = total / count if count else float("nan")
+                    row.load_cpu = result.get("cpu", load_cpu) / max(row.requests, 1) * 1e6
                 rows.append(row)
     finally:
         sink.close()
@@ -247,6 +257,12 @@ async def _run_wrk(url: str, concurrency: int, seconds: float, prefix: str) -> d
     return {"error": f"wrk printed no summary (exit {process.returncode})"}
 
 
+def _children_cpu() -> float:
+    """CPU seconds of the finished child processes (the load generators) so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _histogram(child: Any) -> tuple[float, float]:
     count = total = 0.0
     for metric in child.collect():
@@ -302,7 +318,7 @@ async def _bench(seconds: float, postgres: str) -> list[Row]:
 def _table(rows: list[Row]) -> str:
     """One line per load generator and concurrency, SQLite and PostgreSQL side by side."""
     sinks = ("sqlite", "postgres")
-    cell = f"{'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'err':>4} {'batch':>5}"
+    cell = f"{'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'err':>4} {'batch':>5} {'gen us':>6}"
     width = len(cell)
     top = f"{'':<9} {'conc':>4} | " + " | ".join(f"{name:^{width}}" for name in sinks)
     header = f"{'load':<9} {'':>4} | " + " | ".join(cell for _ in sinks)
@@ -319,7 +335,7 @@ def _table(rows: list[Row]) -> str:
                 else:
                     cells.append(
                         f"{row.rate:>7.0f} {row.p50:>7.2f} {row.p99:>7.2f} {row.errors:>4} "
-                        f"{row.batch:>5.1f}"
+                        f"{row.batch:>5.1f} {row.load_cpu:>6.0f}"
                     )
             lines.append(f"{generator:<9} {concurrency:>4} | " + " | ".join(cells))
     return "\n".join(lines)
@@ -348,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         f"HTTP push: distinct Huawei status pushes, {args.seconds:g} s per row, "
         f"{os.cpu_count()} CPUs shared by receiver and load generator; "
         "batch = requests per sink transaction (group commit); "
+        "gen us = the load generator's CPU per request; "
         f"{UNGROUPED} = the aiohttp load with group commit off"
     )
     print(_table(rows))

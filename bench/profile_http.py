@@ -24,7 +24,6 @@ import asyncio
 import cProfile
 import os
 import pstats
-import resource
 import tempfile
 import threading
 import time
@@ -32,7 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.bench_http import PATH, _histogram, _run_generator
+from bench.bench_http import PATH, _children_cpu, _histogram, _run_generator
 from consumer.config.model import HttpQueue, HttpSourceConfig, LogConfig, SinkConfig
 from consumer.logs import configure_logging
 from consumer.pipeline import push
@@ -42,11 +41,6 @@ from consumer.sinks import open_sink
 from consumer.sources.http import PushServer
 
 CONCURRENCY = 64
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 async def measure(
@@ -89,7 +83,7 @@ async def measure(
         if profiles is not None:
             loop_profile.disable()
     after = (time.thread_time(), time.clock_gettime(commit_clock), time.process_time())
-    generator = _children_cpu() - children
+    generator = result.get("cpu", _children_cpu() - children)
     count, total = _histogram(push.BATCH_MESSAGES.labels(queue))
     await server.close()
     sink.close()
