@@ -90,6 +90,29 @@ def test_a_request_whose_client_hung_up_is_still_committed_and_drained() -> None
     assert [m.id for m in asyncio.run(scenario())] == ["http-1"]
 
 
+def test_drain_waits_for_the_commit_of_a_request_whose_client_hung_up() -> None:
+    # Given a request that waits for its commit, and two drains started
+    source = PushSource("q")
+
+    async def scenario() -> list[bool]:
+        request = asyncio.ensure_future(source.submit(body(1)))
+        await asyncio.sleep(0)
+        drains = [asyncio.ensure_future(source.drain()) for _ in range(2)]
+        # When its client hangs up (the handler is cancelled) and the commit thread receives it
+        request.cancel()
+        loop = asyncio.get_running_loop()
+        batch = await loop.run_in_executor(None, source.receive, 16, 0.0)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        # Then the handler is cancelled, but no drain ends before the message is settled
+        waited = [request.cancelled()] + [not d.done() for d in drains]
+        await loop.run_in_executor(None, source.ack, batch)
+        await asyncio.wait_for(asyncio.gather(*drains), 5)
+        return waited
+
+    assert asyncio.run(scenario()) == [True, True, True]
+
+
 def test_settling_a_batch_wakes_the_event_loop_once() -> None:
     # Given 20 requests received as one batch
     source = PushSource("q")
