@@ -219,7 +219,7 @@ class PushServer:
             return error_response(
                 415, f"content type {clip(request.content_type)}: expected {accepted}"
             )
-        async with self.bodies.hold() as held:
+        with self.bodies.hold() as held:
             body = await self._read_body(request, endpoint, held)
             if isinstance(body, web.Response):  # nothing stored: a retry is no replay
                 endpoint.auth.release(credentials)
