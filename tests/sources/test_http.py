@@ -1236,3 +1236,41 @@ def test_readyz_after_a_failed_commit_is_ready_only_once_a_write_goes_through(
             assert (await rig.get("/readyz")).status == 200
 
     run(scenario)
+
+
+def test_a_stored_push_is_answered_with_the_same_head_byte_for_byte(tmp_path: Path) -> None:
+    # Given a listener, and a Huawei push sent on a raw connection
+    fmt, _, body = next(s for s in samples("huawei.voice_call") if ".invalid." not in s[1])
+
+    async def scenario() -> bytes:
+        async with serving(tmp_path, every_queue()) as rig:
+            reader, writer = await asyncio.open_connection("127.0.0.1", rig.server.port)
+            writer.write(
+                b"POST /push/huawei/voice HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(body), body)
+            )
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            answer = await asyncio.wait_for(reader.readexactly(len(success_body(fmt))), 5)
+            writer.close()
+            await writer.wait_closed()
+            assert answer == success_body(fmt)
+            return head
+
+    head = run(scenario).decode("latin-1").split("\r\n")
+    # Then the status line and the headers, in their order, are those of the 200 answer
+    # (the request id and the date vary)
+    names = [line.split(":", 1)[0] for line in head[1:] if line]
+    assert head[0] == "HTTP/1.1 200 OK"
+    assert names == [
+        "X-Request-Id",
+        "X-Consumer-Result",
+        "Content-Type",
+        "Content-Length",
+        "Date",
+        "Server",
+    ]
+    assert "Content-Type: application/json; charset=utf-8" in head
+    assert "X-Consumer-Result: stored" in head
+    assert f"Content-Length: {len(success_body(fmt))}" in head
