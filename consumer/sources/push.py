@@ -99,9 +99,9 @@ class PushSource:
     def enqueue(
         self, message_id: str, body: bytes, delivery_count: int = 1
     ) -> asyncio.Future[Answer]:
-        """`submit` for the listener: the future of the message's answer, to await (no
-        coroutine, and no `Message` built only to be rebuilt with its handle: ~3% of the event
-        loop's CPU per request). Raises `Overloaded` at once when too much waits.
+        """`submit` for the listener: the future of the message's answer, to await (per
+        request, no coroutine frame to resume and no `Message` built only to be rebuilt with
+        its handle). Raises `Overloaded` at once when too much waits.
 
         A client that hangs up cancels only this future, never the commit its message already
         joined: the commit thread reads the message, not the future (`_resolve` skips a
