@@ -4,6 +4,7 @@ the real SQLite sink; every assertion about storage reads the database file itse
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -1274,3 +1275,51 @@ def test_a_stored_push_is_answered_with_the_same_head_byte_for_byte(tmp_path: Pa
     assert "Content-Type: application/json; charset=utf-8" in head
     assert "X-Consumer-Result: stored" in head
     assert f"Content-Length: {len(success_body(fmt))}" in head
+
+
+def test_a_push_cancelled_by_the_listener_shutdown_is_still_committed_before_close_returns(
+    tmp_path: Path,
+) -> None:
+    # Given a listener that gives requests 0.3 s at shutdown, whose commit is held up by a lock
+    db = tmp_path / "events.db"
+    store = open_sqlite(f"sqlite:///{db}?timeout=10")
+    store.migrate()
+    sink = FaultySink(store)
+    endpoint = push_endpoint(queue("huawei-voice", "huawei.voice_call", "/push/huawei/voice"), sink)
+
+    async def scenario() -> tuple[bool, int]:
+        server = PushServer([endpoint], listen="127.0.0.1:0", shutdown_timeout=0.3)
+        await server.start()
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        async with aiohttp.ClientSession() as session:
+            push = asyncio.create_task(
+                session.post(
+                    server.url + "/push/huawei/voice",
+                    data=status("shutdown@h"),
+                    headers={"Content-Type": JSON},
+                )
+            )
+            while sink.calls < 1:  # the commit waits for the lock
+                await asyncio.sleep(0.01)
+            # When the listener shuts down: the waiting handler is cancelled after 0.3 s
+            closing = asyncio.create_task(server.close())
+            await asyncio.sleep(1.0)
+            # Then close still waits for the commit the push joined
+            waited = not closing.done()
+            blocker.execute("ROLLBACK")
+            blocker.close()
+            await asyncio.wait_for(closing, 10)
+            with contextlib.suppress(aiohttp.ClientError):
+                (await push).release()
+        # and the push is stored
+        return waited, sink.calls
+
+    try:
+        waited, calls = run(scenario)
+    finally:
+        store.close()
+    assert waited
+    assert calls == 1
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM call_events").fetchone() == (1,)
