@@ -4,9 +4,8 @@ hand, across every queue, given back to the system after a burst."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import Gauge
@@ -32,27 +31,35 @@ class BodyBudget:
         self.used = 0
         self._since_trim = 0  # bytes taken since the memory was last given back
 
-    @contextlib.asynccontextmanager
-    async def hold(self) -> AsyncIterator[Held]:
-        held = Held(self)
-        try:
-            yield held
-        finally:
-            self.used -= held.size
-            self._since_trim += held.size
+    def hold(self) -> Held:
+        """One request's share, given back when its `with` block ends (a plain context manager,
+        not an `asynccontextmanager`: nothing here awaits, and that generator machinery was ~4%
+        of the event loop's CPU per request in a profile)."""
+        return Held(self)
+
+    def release(self, held: Held) -> None:
+        self.used -= held.size
+        self._since_trim += held.size
+        if held.size:
             BODY_BYTES_IN_FLIGHT.dec(held.size)
-            if not self.used and self._since_trim >= _TRIM_AFTER:
-                self._since_trim = 0
-                # once this request's frames are gone too
-                asyncio.get_running_loop().call_soon(_return_memory)
+        if not self.used and self._since_trim >= _TRIM_AFTER:
+            self._since_trim = 0
+            # once this request's frames are gone too
+            asyncio.get_running_loop().call_soon(_return_memory)
 
 
-@dataclass
+@dataclass(slots=True)
 class Held:
     """One request's share of the `BodyBudget`."""
 
     budget: BodyBudget
     size: int = 0
+
+    def __enter__(self) -> Held:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.budget.release(self)
 
     def take(self, size: int) -> bool:
         if self.budget.used + size > self.budget.limit:

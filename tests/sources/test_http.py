@@ -4,6 +4,7 @@ the real SQLite sink; every assertion about storage reads the database file itse
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -1236,3 +1237,89 @@ def test_readyz_after_a_failed_commit_is_ready_only_once_a_write_goes_through(
             assert (await rig.get("/readyz")).status == 200
 
     run(scenario)
+
+
+def test_a_stored_push_is_answered_with_the_same_head_byte_for_byte(tmp_path: Path) -> None:
+    # Given a listener, and a Huawei push sent on a raw connection
+    fmt, _, body = next(s for s in samples("huawei.voice_call") if ".invalid." not in s[1])
+
+    async def scenario() -> bytes:
+        async with serving(tmp_path, every_queue()) as rig:
+            reader, writer = await asyncio.open_connection("127.0.0.1", rig.server.port)
+            writer.write(
+                b"POST /push/huawei/voice HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(body), body)
+            )
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            answer = await asyncio.wait_for(reader.readexactly(len(success_body(fmt))), 5)
+            writer.close()
+            await writer.wait_closed()
+            assert answer == success_body(fmt)
+            return head
+
+    head = run(scenario).decode("latin-1").split("\r\n")
+    # Then the status line and the headers, in their order, are those of the 200 answer
+    # (the request id and the date vary)
+    names = [line.split(":", 1)[0] for line in head[1:] if line]
+    assert head[0] == "HTTP/1.1 200 OK"
+    assert names == [
+        "X-Request-Id",
+        "X-Consumer-Result",
+        "Content-Type",
+        "Content-Length",
+        "Date",
+        "Server",
+    ]
+    assert "Content-Type: application/json; charset=utf-8" in head
+    assert "X-Consumer-Result: stored" in head
+    assert f"Content-Length: {len(success_body(fmt))}" in head
+
+
+def test_a_push_cancelled_by_the_listener_shutdown_is_still_committed_before_close_returns(
+    tmp_path: Path,
+) -> None:
+    # Given a listener that gives requests 0.3 s at shutdown, whose commit is held up by a lock
+    db = tmp_path / "events.db"
+    store = open_sqlite(f"sqlite:///{db}?timeout=10")
+    store.migrate()
+    sink = FaultySink(store)
+    endpoint = push_endpoint(queue("huawei-voice", "huawei.voice_call", "/push/huawei/voice"), sink)
+
+    async def scenario() -> tuple[bool, int]:
+        server = PushServer([endpoint], listen="127.0.0.1:0", shutdown_timeout=0.3)
+        await server.start()
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        async with aiohttp.ClientSession() as session:
+            push = asyncio.create_task(
+                session.post(
+                    server.url + "/push/huawei/voice",
+                    data=status("shutdown@h"),
+                    headers={"Content-Type": JSON},
+                )
+            )
+            while sink.calls < 1:  # the commit waits for the lock
+                await asyncio.sleep(0.01)
+            # When the listener shuts down: the waiting handler is cancelled after 0.3 s
+            closing = asyncio.create_task(server.close())
+            await asyncio.sleep(1.0)
+            # Then close still waits for the commit the push joined
+            waited = not closing.done()
+            blocker.execute("ROLLBACK")
+            blocker.close()
+            await asyncio.wait_for(closing, 10)
+            with contextlib.suppress(aiohttp.ClientError):
+                (await push).release()
+        # and the push is stored
+        return waited, sink.calls
+
+    try:
+        waited, calls = run(scenario)
+    finally:
+        store.close()
+    assert waited
+    assert calls == 1
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM call_events").fetchone() == (1,)

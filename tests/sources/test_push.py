@@ -70,6 +70,26 @@ def test_past_the_waiting_bound_a_request_is_refused_at_once() -> None:
     asyncio.run(scenario())
 
 
+def test_enqueue_is_submit_without_its_coroutine() -> None:
+    # Given a source on which at most one request may wait
+    source = PushSource("q", max_pending=1)
+
+    async def scenario() -> tuple[list[str], Answer]:
+        # When the listener enqueues a body, and then one more
+        future = source.enqueue("http-1", b"{}")
+        # Then the second is refused at once, before anything is awaited
+        with pytest.raises(Overloaded):
+            source.enqueue("http-2", b"{}")
+        # and the first is received as a message of the first delivery, answered by its future
+        loop = asyncio.get_running_loop()
+        batch = await loop.run_in_executor(None, source.receive, 16, 0.0)
+        assert [(m.body, m.delivery_count) for m in batch] == [(b"{}", 1)]
+        await loop.run_in_executor(None, source.ack, batch)
+        return [m.id for m in batch], await future
+
+    assert asyncio.run(scenario()) == (["http-1"], Answer(True, "stored"))
+
+
 def test_a_request_whose_client_hung_up_is_still_committed_and_drained() -> None:
     # Given a request that waits for its commit
     source = PushSource("q")
@@ -88,6 +108,29 @@ def test_a_request_whose_client_hung_up_is_still_committed_and_drained() -> None
         return batch
 
     assert [m.id for m in asyncio.run(scenario())] == ["http-1"]
+
+
+def test_drain_waits_for_the_commit_of_a_request_whose_client_hung_up() -> None:
+    # Given a request that waits for its commit, and two drains started
+    source = PushSource("q")
+
+    async def scenario() -> list[bool]:
+        request = asyncio.ensure_future(source.submit(body(1)))
+        await asyncio.sleep(0)
+        drains = [asyncio.ensure_future(source.drain()) for _ in range(2)]
+        # When its client hangs up (the handler is cancelled) and the commit thread receives it
+        request.cancel()
+        loop = asyncio.get_running_loop()
+        batch = await loop.run_in_executor(None, source.receive, 16, 0.0)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        # Then the handler is cancelled, but no drain ends before the message is settled
+        waited = [request.cancelled()] + [not d.done() for d in drains]
+        await loop.run_in_executor(None, source.ack, batch)
+        await asyncio.wait_for(asyncio.gather(*drains), 5)
+        return waited
+
+    assert asyncio.run(scenario()) == [True, True, True]
 
 
 def test_settling_a_batch_wakes_the_event_loop_once() -> None:
