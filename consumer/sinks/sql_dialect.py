@@ -11,6 +11,7 @@ import operator
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import fields
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -81,7 +82,9 @@ def _conversions(columns: Sequence[str]) -> tuple[tuple[int, ...], ...]:
 
 _event_values = operator.attrgetter(*EVENT_COLUMNS)
 _CALL_VALUE_COLUMNS = tuple(c for c in CALL_COLUMNS if c != "updated_at")  # the sink stamps it
-_call_values = operator.attrgetter(*_CALL_VALUE_COLUMNS)
+# `_call_row` takes `MergeState.values()`, a `CallRow`'s fields in order: the columns' order.
+if tuple(f.name for f in fields(CallRow)) != _CALL_VALUE_COLUMNS:
+    raise AssertionError("CallRow's fields must be CALL_COLUMNS, in order, without updated_at")
 _EVENT_CONVERSIONS = _conversions(EVENT_COLUMNS)
 _CALL_CONVERSIONS = _conversions(_CALL_VALUE_COLUMNS)
 _CHUNK = 200  # rows per multi-row statement: far below SQLite's 32766 variables
@@ -158,8 +161,9 @@ class SqlDialect(ABC):
         ]
         return row
 
-    def _call_row(self, call: CallRow, now: datetime) -> list[object]:
-        row = self._convert(_CALL_CONVERSIONS, list(_call_values(call)))
+    def _call_row(self, call: Sequence[Any], now: datetime) -> list[object]:
+        """The row of `calls` of a `CallRow`'s fields in order (`MergeState.values()`)."""
+        row = self._convert(_CALL_CONVERSIONS, list(call))
         row.append(self._time(now))
         return row
 
@@ -201,7 +205,7 @@ class SqlDialect(ABC):
 
 
 def call_key(event: CallEvent) -> CallKey:
-    return (event.provider.value, event.call_id or "")
+    return (event.provider._value_, event.call_id or "")  # .value, without the property call
 
 
 def by_provider(keys: Sequence[CallKey]) -> dict[str, list[str]]:
