@@ -149,7 +149,6 @@ _PLAIN: tuple[str, ...] = (
 _TIMES: tuple[str, ...] = ("started_at", "ringing_at", "answered_at", "ended_at")
 _IMPLIED = "~"  # slot prefix: the time as implied by the kind of event that marks it
 _TIME_SLOTS = frozenset(_TIMES) | {_IMPLIED + name for name in _TIMES}
-_TIME_AND_IMPLIED = tuple((name, _IMPLIED + name) for name in _TIMES)
 _ENUMS: dict[str, Callable[[str], Any]] = {
     "outcome": Outcome,
     "direction": Direction,
@@ -218,32 +217,25 @@ class MergeState:
         last = self.last
         if last is None:
             raise ValueError("no event folded into the merge state yet")
-        get = self.slots.get
-        outcome, caller, callee, direction, duration, status, hangup_by, correlation = (
-            None if (candidate := get(name)) is None else candidate[1] for name in _PLAIN
-        )
-        started, ringing, answered, ended = (
-            None if (candidate := get(name) or get(implied)) is None else candidate[1]
-            for name, implied in _TIME_AND_IMPLIED
-        )
-        recording = get("recording_url")
+        won = {name: candidate[1] for name, candidate in self.slots.items()}
+        get = won.get  # a time stated by an event wins over one implied ("~") by its kind
         refs = self.refs
         return (
             Provider(provider),
             call_id,
-            outcome,
-            caller,
-            callee,
-            direction,
-            started,
-            ringing,
-            answered,
-            ended,
-            duration,
-            None if recording is None else recording[1],
-            status,
-            hangup_by,
-            correlation,
+            get("outcome"),
+            get("caller"),
+            get("callee"),
+            get("direction"),
+            get("started_at") or get("~started_at"),
+            get("ringing_at") or get("~ringing_at"),
+            get("answered_at") or get("~answered_at"),
+            get("ended_at") or get("~ended_at"),
+            get("duration_seconds"),
+            get("recording_url"),
+            get("provider_status"),
+            get("hangup_by"),
+            get("correlation_id"),
             {key: candidate[1] for key, candidate in sorted(refs.items())} if refs else {},
             last[3],
             self.last_at,
