@@ -156,8 +156,8 @@ _ENUMS: dict[str, Callable[[str], Any]] = {
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_plain_values = attrgetter(*_PLAIN)
-_time_values = attrgetter(*_TIMES)
+_OFFERED = (*_PLAIN, *_TIMES)  # the fields an event offers as they are
+_offered_values = attrgetter(*_OFFERED)
 
 
 class MergeState:
@@ -187,12 +187,13 @@ class MergeState:
         occurred = (event.occurred_at - _EPOCH) // _MICROSECOND
         rank = (_AUTHORITY[kind], -occurred, event.event_id)
         slots = self.slots
-        for name, value in zip(_PLAIN, _plain_values(event), strict=True):
+        get = slots.get
+        # _offer, inlined in the loop that makes most of its calls (a dozen per event)
+        for name, value in zip(_OFFERED, _offered_values(event), strict=True):
             if value is not None:
-                _offer(slots, name, rank, value)
-        for name, value in zip(_TIMES, _time_values(event), strict=True):
-            if value is not None:
-                _offer(slots, name, rank, value)
+                held = get(name)
+                if held is None or rank < held[0]:
+                    slots[name] = (rank, value)
         implied = _IMPLIED_TIME.get(kind)
         if implied is not None:
             _offer(slots, _IMPLIED + implied, rank, event.occurred_at)
@@ -208,26 +209,37 @@ class MergeState:
         self.count += 1
 
     def row(self, provider: Provider | str, call_id: str) -> CallRow:
-        if self.last is None:
+        return CallRow(*self.values(provider, call_id))
+
+    def values(self, provider: Provider | str, call_id: str) -> tuple[Any, ...]:
+        """The fields of `row()` in their order, without building the row: what the sinks
+        write, for every call of every transaction."""
+        last = self.last
+        if last is None:
             raise ValueError("no event folded into the merge state yet")
-        slots = self.slots
-        values: dict[str, Any] = {}
-        for name in _PLAIN:
-            candidate = slots.get(name)
-            values[name] = None if candidate is None else candidate[1]
-        for name in _TIMES:
-            candidate = slots.get(name) or slots.get(_IMPLIED + name)
-            values[name] = None if candidate is None else candidate[1]
-        recording = slots.get("recording_url")
-        return CallRow(
-            provider=Provider(provider),
-            call_id=call_id,
-            recording_url=None if recording is None else recording[1],
-            refs={key: candidate[1] for key, candidate in sorted(self.refs.items())},
-            last_event_kind=self.last[3],
-            last_event_at=self.last_at,
-            event_count=self.count,
-            **values,
+        won = {name: candidate[1] for name, candidate in self.slots.items()}
+        get = won.get  # a time stated by an event wins over one implied ("~") by its kind
+        refs = self.refs
+        return (
+            Provider(provider),
+            call_id,
+            get("outcome"),
+            get("caller"),
+            get("callee"),
+            get("direction"),
+            get("started_at") or get("~started_at"),
+            get("ringing_at") or get("~ringing_at"),
+            get("answered_at") or get("~answered_at"),
+            get("ended_at") or get("~ended_at"),
+            get("duration_seconds"),
+            get("recording_url"),
+            get("provider_status"),
+            get("hangup_by"),
+            get("correlation_id"),
+            {key: candidate[1] for key, candidate in sorted(refs.items())} if refs else {},
+            last[3],
+            self.last_at,
+            self.count,
         )
 
     # -- storage: compact JSON, read back to an equal state ----------------------------------
@@ -237,15 +249,19 @@ class MergeState:
         as epoch microseconds, enums as their values. A call's fields mostly share a few
         winners, so this is a few hundred bytes."""
         keys: dict[tuple[Any, ...], int] = {}
-        slots = {
-            name: [keys.setdefault(key, len(keys)), _to_json(name, value)]
-            for name, (key, value) in self.slots.items()
-        }
+        slots: dict[str, list[Any]] = {}
+        for name, (key, held) in self.slots.items():
+            value = held
+            if name in _TIME_SLOTS:  # as _from_json reads them back
+                value = (held - _EPOCH) // _MICROSECOND
+            elif isinstance(held, Enum):
+                value = held._value_
+            slots[name] = [keys.setdefault(key, len(keys)), value]
         refs = {
             name: [keys.setdefault(key, len(keys)), value]
             for name, (key, value) in self.refs.items()
         }
-        last = None if self.last is None else [*self.last[:3], self.last[3].value]
+        last = None if self.last is None else [*self.last[:3], self.last[3]._value_]
         return {"v": 1, "n": self.count, "k": list(keys), "s": slots, "r": refs, "l": last}
 
     @classmethod
@@ -279,12 +295,6 @@ def _offer(slots: dict[str, _Candidate], name: str, rank: tuple[Any, ...], value
     # Keys of one slot always have the same shape, so they compare element by element.
     if held is None or rank < held[0]:
         slots[name] = (rank, value)
-
-
-def _to_json(slot: str, value: Any) -> Any:
-    if slot in _TIME_SLOTS:
-        return (value - _EPOCH) // _MICROSECOND
-    return value._value_ if isinstance(value, Enum) else value
 
 
 def _from_json(slot: str, value: Any) -> Any:

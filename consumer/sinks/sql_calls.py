@@ -126,7 +126,7 @@ class CallsMerge(SqlDialect):
             )
             params: list[object] = []
             for (provider, call_id), state in chunk:
-                params += self._call_row(state.row(provider, call_id), now)
+                params += self._call_row(state.values(provider, call_id), now)
                 params.append(_dumps_state(state.to_json()))
             cur.execute(self._sql(sql), params)
 

@@ -11,6 +11,7 @@ import operator
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import fields
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -68,28 +69,24 @@ _TIMES = frozenset(
 )
 _JSON = frozenset({"refs", "extras", "payload"})
 _ENUMS = frozenset({"provider", "kind", "direction", "outcome", "hangup_by", "last_event_kind"})
-_AS_IS, _ENUM, _TIME, _JSON_VALUE = 0, 1, 2, 3
 
 
-def _kinds(columns: Sequence[str]) -> tuple[int, ...]:
-    """How `SqlDialect._values` converts each column."""
+def _conversions(columns: Sequence[str]) -> tuple[tuple[int, ...], ...]:
+    """Where `SqlDialect._convert` finds the enums, times and JSON values among `columns`;
+    every other value (text, numbers) goes to the driver as it is."""
     return tuple(
-        _TIME
-        if column in _TIMES
-        else _JSON_VALUE
-        if column in _JSON
-        else _ENUM
-        if column in _ENUMS
-        else _AS_IS
-        for column in columns
+        tuple(i for i, column in enumerate(columns) if column in names)
+        for names in (_ENUMS, _TIMES, _JSON)
     )
 
 
 _event_values = operator.attrgetter(*EVENT_COLUMNS)
 _CALL_VALUE_COLUMNS = tuple(c for c in CALL_COLUMNS if c != "updated_at")  # the sink stamps it
-_call_values = operator.attrgetter(*_CALL_VALUE_COLUMNS)
-_EVENT_KINDS = _kinds(EVENT_COLUMNS)
-_CALL_KINDS = _kinds(_CALL_VALUE_COLUMNS)
+# `_call_row` takes `MergeState.values()`, a `CallRow`'s fields in order: the columns' order.
+if tuple(f.name for f in fields(CallRow)) != _CALL_VALUE_COLUMNS:
+    raise AssertionError("CallRow's fields must be CALL_COLUMNS, in order, without updated_at")
+_EVENT_CONVERSIONS = _conversions(EVENT_COLUMNS)
+_CALL_CONVERSIONS = _conversions(_CALL_VALUE_COLUMNS)
 _CHUNK = 200  # rows per multi-row statement: far below SQLite's 32766 variables
 
 CallKey = tuple[str, str]
@@ -155,33 +152,43 @@ class SqlDialect(ABC):
 
     def _event_row(self, stored: StoredEvent) -> list[object]:
         event = stored.normalized.event
-        row = self._values(_EVENT_KINDS, _event_values(event))
-        row.append(self._json(stored.normalized.payload))
-        row += [stored.queue, stored.message_id, self._time(stored.received_at)]
+        row = self._convert(_EVENT_CONVERSIONS, list(_event_values(event)))
+        row += [
+            self._json(stored.normalized.payload),
+            stored.queue,
+            stored.message_id,
+            self._time(stored.received_at),
+        ]
         return row
 
-    def _call_row(self, call: CallRow, now: datetime) -> list[object]:
-        row = self._values(_CALL_KINDS, _call_values(call))
+    def _call_row(self, call: Sequence[Any], now: datetime) -> list[object]:
+        """The row of `calls` of a `CallRow`'s fields in order (`MergeState.values()`)."""
+        row = self._convert(_CALL_CONVERSIONS, list(call))
         row.append(self._time(now))
         return row
 
-    def _values(self, kinds: Sequence[int], values: Sequence[Any]) -> list[object]:
-        """Each value as the driver takes it; what it takes as is (text, numbers) goes untouched.
+    def _convert(self, conversions: tuple[tuple[int, ...], ...], row: list[Any]) -> list[Any]:
+        """Each value of `row` as the driver takes it, in place.
 
-        Inlined, with each column's kind looked up once per module: ~40 values per event make
-        every call and test count.
+        Only the columns that need a conversion are visited (a dozen of an event's 25, most
+        of them empty), each column's kind found once per module: this runs for every event
+        and every call row, so every step counts.
         """
-        row: list[object] = []
-        append, time, json = row.append, self._time, self._json
-        for kind, value in zip(kinds, values, strict=True):
-            if value is None or kind == _AS_IS:
-                append(value)
-            elif kind == _ENUM:
-                append(value._value_)  # what .value returns, without the enum property's call
-            elif kind == _TIME:
-                append(time(value))
-            else:
-                append(json(value))
+        enums, times, jsons = conversions
+        for i in enums:
+            value = row[i]
+            if value is not None:
+                row[i] = value._value_  # what .value returns, without the enum property's call
+        time = self._time
+        for i in times:
+            value = row[i]
+            if value is not None:
+                row[i] = time(value)
+        json = self._json
+        for i in jsons:
+            value = row[i]
+            if value is not None:
+                row[i] = json(value)
         return row
 
     def event_from_row(self, row: Sequence[Any]) -> CallEvent:
@@ -198,7 +205,7 @@ class SqlDialect(ABC):
 
 
 def call_key(event: CallEvent) -> CallKey:
-    return (event.provider.value, event.call_id or "")
+    return (event.provider._value_, event.call_id or "")  # .value, without the property call
 
 
 def by_provider(keys: Sequence[CallKey]) -> dict[str, list[str]]:
@@ -219,17 +226,47 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys
 def dumps(value: Any) -> str:
     """Compact JSON that keeps non-ASCII text readable in the database.
 
-    An object of text only (a provider's record, refs, most extras) goes through orjson, which
-    writes the same document 2-3x faster; anything else through the standard encoder, since
-    orjson writes NaN and Infinity as null and refuses integers beyond 64 bits.
+    An object of text, integers, booleans and nulls, nested in objects and arrays (a provider's
+    record, refs, most extras) goes through orjson, which writes the same document 3-10x
+    faster; anything else through the standard encoder, since orjson writes floats differently
+    (NaN and Infinity as null, exponents without a sign) and refuses integers beyond 64 bits.
     """
-    if type(value) is dict and all(type(item) is str for item in value.values()):
-        try:
-            return orjson.dumps(value).decode("utf-8")
-        except orjson.JSONEncodeError:  # a key that is not text, a lone surrogate
-            pass
+    if type(value) is dict:
+        if not value:
+            return "{}"  # most events' refs, many extras
+        if _plain(value):
+            try:
+                return orjson.dumps(value).decode("utf-8")
+            except orjson.JSONEncodeError:  # a key that is not text, a lone surrogate, 64 bits
+                pass
     # json.dumps with options builds an encoder per call; one shared encoder writes the same.
     return _ENCODER.encode(value)
+
+
+_PLAIN_SCALARS = frozenset({str, int, bool, type(None)})
+_PLAIN_CONTAINERS = 1000  # beyond this many objects and arrays, leave it to the standard encoder
+
+
+def _plain(value: dict[Any, Any]) -> bool:
+    """Whether `value` holds nothing but objects, arrays, text, integers, booleans and nulls
+    (exact types: a subclass may encode itself differently).
+
+    Iterative and bounded (a cycle, or a huge document, ends the walk), so linear in the size.
+    """
+    stack: list[Any] = [value]
+    budget = _PLAIN_CONTAINERS
+    while stack:
+        container = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return False
+        for item in container.values() if type(container) is dict else container:
+            kind = type(item)
+            if kind is dict or kind is list:
+                stack.append(item)
+            elif kind not in _PLAIN_SCALARS:
+                return False
+    return True
 
 
 __all__ = [

@@ -57,6 +57,10 @@ _FAULTS: dict[int, Fault] = {
     sqlite3.SQLITE_NOTADB: Fault.BUG,
 }
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+# The text of recently written instants (`SqliteSink._time`), shared by every sink and thread
+# of the process (a dict's get and set are atomic under the GIL; the text never differs).
+_TIMES: dict[datetime, str] = {}
+_TIMES_KEPT = 4096
 
 
 def parse_url(url: str) -> tuple[Path, float | None]:
@@ -216,15 +220,22 @@ class SqliteSink(SqlSink):
     # -- values ------------------------------------------------------------------------------
 
     def _time(self, value: datetime) -> object:
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime given to the sink: {value!r}")
-        if value.tzinfo is not UTC:
-            value = value.astimezone(UTC)
-        if value.year < 1000:  # strftime does not pad the year to four digits; isoformat would
-            return value.strftime(_TIME_FORMAT)
-        # _TIME_FORMAT, spelled by isoformat (several times faster than strftime): in UTC it
-        # always ends in +00:00, which becomes the Z
-        return value.isoformat(timespec="microseconds")[:-6] + "Z"
+        """The stored text of an instant, from a cache: a transaction writes the same few
+        instants many times (an event's time again in its call's row, the batch's received_at
+        and now in every row), and a lookup costs a twentieth of the formatting.
+
+        Only times in UTC are kept, and an aware datetime equals (and hashes like) one of them
+        exactly when it is the same instant, which is all the text depends on; a naive one
+        never does, so it misses and is refused by `_format_time`.
+        """
+        text = _TIMES.get(value)
+        if text is None:
+            text = _format_time(value)
+            if value.tzinfo is UTC:
+                if len(_TIMES) >= _TIMES_KEPT:
+                    _TIMES.clear()  # older instants rarely come back: start over, bounded
+                _TIMES[value] = text
+        return text
 
     def _from_time(self, value: Any) -> datetime:
         return datetime.fromisoformat(str(value))
@@ -234,6 +245,19 @@ class SqliteSink(SqlSink):
 
     def _from_json(self, value: Any) -> Any:
         return json.loads(value)
+
+
+def _format_time(value: datetime) -> str:
+    """`_TIME_FORMAT` of the instant in UTC."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime given to the sink: {value!r}")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    if value.year < 1000:  # strftime does not pad the year to four digits; isoformat would
+        return value.strftime(_TIME_FORMAT)
+    # _TIME_FORMAT, spelled by isoformat (several times faster than strftime): in UTC it
+    # always ends in +00:00, which becomes the Z
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def fault(exc: sqlite3.Error) -> Fault:

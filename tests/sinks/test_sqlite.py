@@ -5,9 +5,12 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.synchronize
 import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consumer.errors import ConfigError, TransientError
 from consumer.sinks import migrations
@@ -239,3 +242,32 @@ def test_a_batch_looks_its_calls_up_in_the_index_instead_of_scanning(tmp_path: P
     event_reads = [s for s in reads if "FROM call_events" in s]
     assert len(event_reads) == 1
     assert "'another-call'" in event_reads[0]
+
+
+_ZONES = st.sampled_from(
+    [UTC, timezone(timedelta(hours=8)), timezone(timedelta(hours=-3, minutes=-30))]
+)
+
+
+@given(st.datetimes(timezones=_ZONES, allow_imaginary=False), st.booleans())
+def test_a_time_is_written_as_the_format_says_cached_or_not(value: datetime, first: bool) -> None:
+    # Given any aware time, in UTC or another zone, written once or after its instant was
+    # already written (the cache), When written, Then _TIME_FORMAT of its instant in UTC
+    sink = SqliteSink("events.db")
+    try:
+        instant = value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01 at UTC+8 has no UTC instant: no text either
+        return
+    if not first:
+        sink._time(instant)
+    text = sink._time(value)
+    assert text == instant.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # what the sink always wrote
+    assert sink._time(value) == text
+
+
+def test_a_naive_time_is_refused_even_when_its_fields_were_written() -> None:
+    # Given an aware time already written, When the same fields come without a zone, Then refused
+    sink = SqliteSink("events.db")
+    sink._time(datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC))
+    with pytest.raises(ValueError, match="naive datetime"):
+        sink._time(datetime(2024, 5, 6, 7, 8, 9))
