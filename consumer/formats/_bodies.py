@@ -186,7 +186,9 @@ def load_mns_json(body: bytes) -> Any:
     """An MNS body: base64 of UTF-8 JSON (what Alicom sends), else raw JSON (formats.md F1.1)."""
     check_size(body)
     stripped = body.strip()
-    if _looks_base64(stripped):
+    # A JSON object or array is never base64 ("{" and "[" are not in its alphabet): spare the
+    # pass over the body that would say so.
+    if stripped[:1] not in b"{[" and _looks_base64(stripped):
         try:
             decoded = base64.b64decode(stripped, validate=False)
         except (binascii.Error, ValueError):

@@ -119,3 +119,12 @@ def test_a_shanghai_wall_time_converts_as_zoneinfo_converts_it(wall: datetime) -
         assert value == expected
         assert value is not None
         assert value.tzinfo is UTC
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([b"{", b"["]), st.binary(max_size=40))
+def test_a_body_opening_a_json_container_is_never_base64(opening: bytes, rest: bytes) -> None:
+    # load_mns_json skips the base64 test for these: the test itself must say no to them
+    from consumer.formats._bodies import _looks_base64
+
+    assert not _looks_base64(opening + rest)
