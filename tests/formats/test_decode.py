@@ -128,3 +128,22 @@ def test_a_body_opening_a_json_container_is_never_base64(opening: bytes, rest: b
     from consumer.formats._bodies import _looks_base64
 
     assert not _looks_base64(opening + rest)
+
+
+def test_a_body_over_4_kib_parses_with_the_gc_paused() -> None:
+    import gc
+
+    from consumer.formats import _bodies
+
+    seen: list[tuple[int, bool]] = []
+    parse = _bodies.bounded(lambda body: seen.append((len(body), gc.isenabled())))
+    was_enabled = gc.isenabled()
+    gc.enable()
+    try:
+        parse(b" " * 4097)
+        parse(b"{}")  # small: the pause costs more than the GC it spares
+        assert gc.isenabled()
+    finally:
+        if not was_enabled:
+            gc.disable()
+    assert seen == [(4097, False), (2, True)]
