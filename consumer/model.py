@@ -63,6 +63,8 @@ class HangupBy(StrEnum):
 
 
 def _require_utc(value: datetime) -> datetime:
+    if value.tzinfo is UTC:  # what every format module gives: nothing to convert
+        return value
     # A naive time is a bug in a format module: its zone would be guessed later. Refuse it here.
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("time must carry a zone")
@@ -74,9 +76,13 @@ def _require_utc(value: datetime) -> datetime:
 
 def rfc3339(value: datetime) -> str:
     """RFC 3339 in UTC with a `Z`, seconds precision unless the provider sent milliseconds."""
-    value = value.astimezone(UTC)
-    spec = "milliseconds" if value.microsecond else "seconds"
-    return value.isoformat(timespec=spec).replace("+00:00", "Z")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    # In UTC isoformat ends in "+00:00" and has no other "+"; without microseconds it stops at
+    # the seconds (timespec "seconds"). Per event key and stored time: half the cost of replace.
+    if value.microsecond:
+        return value.isoformat(timespec="milliseconds")[:-6] + "Z"
+    return value.isoformat()[:-6] + "Z"
 
 
 UtcTime = Annotated[
@@ -130,6 +136,6 @@ def event_id(format_name: str, *key: object) -> str:
     content's key makes that re-send the same event. `None` and `""` hash alike on purpose,
     since providers send either for "absent".
     """
-    parts = [format_name, *("" if part is None else str(part) for part in key)]
+    parts = [format_name, *["" if part is None else str(part) for part in key]]  # no generator
     digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
     return digest[:32]

@@ -20,6 +20,8 @@ LINK = "link"
 
 # Extras that carry a second recording of the same call (Outbound Bot RecordingReady mkvUrl).
 _EXTRA_LINKS = ("mkv_url",)
+# Every extra that may name a recording: without one (and a recording_url), there is none.
+_NAMING_EXTRAS = frozenset({*_EXTRA_LINKS, "recordObjectName"})
 _MAX_SOURCE = 4096  # a longer "link" is not one: the row would only hold garbage
 
 
@@ -58,6 +60,12 @@ def _digest(*parts: str) -> str:
 
 def recordings(event: CallEvent) -> list[Wanted]:
     """The recordings `event` names (usually none, at most a few)."""
+    if event.recording_url is None and event.extras.keys().isdisjoint(_NAMING_EXTRAS):
+        return []  # most events: one test instead of the lists and lookups of `_named`
+    return _named(event)
+
+
+def _named(event: CallEvent) -> list[Wanted]:
     provider = event.provider.value
     found: dict[str, Wanted] = {}
     links = [event.recording_url, *(event.extras.get(name) for name in _EXTRA_LINKS)]

@@ -49,10 +49,17 @@ from consumer.formats._times import (
 )
 from consumer.model import CallEvent
 
+# The model's own validator: what `CallEvent(**fields)` runs, less __init__'s Python around
+# it (a quarter of the event's validation, callgrind). Same events, same ValidationError.
+_VALIDATE_EVENT = CallEvent.__pydantic_validator__.validate_python
+
 
 def build(factory: Callable[..., CallEvent] = CallEvent, /, **fields: Any) -> CallEvent:
     """Build an event; a value the model refuses is the message's fault, so it is InvalidMessage."""
     try:
+        if factory is CallEvent:
+            event: CallEvent = _VALIDATE_EVENT(fields)
+            return event
         return factory(**fields)
     except ValidationError as exc:
         problem = exc.errors()[0]

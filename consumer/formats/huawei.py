@@ -58,6 +58,7 @@ def parse(product: Product, body: bytes) -> list[Normalized]:
 def _status_event(
     product: Product, envelope: JsonObject, event_type: str, kind: Kind, status: JsonObject
 ) -> Normalized:
+    # Every field is read (and may fail) in the order the documented key and fields name them.
     session_id = _decode.required_text(status, "sessionId")
     occurred = required_time(status, "timestamp")
     state_code = _decode.text(status, "stateCode")
@@ -65,6 +66,8 @@ def _status_event(
     callee = _decode.text(status, "called")
     digits = _decode.text(status, "digitInfo")
     rel_direction = _decode.text(status, "callRelDirection")
+    correlation_id = _decode.text(status, "userData")
+    subscription_id = _decode.text(status, "subscriptionId")
     outcome = None
     if state_code is not None:
         number = code(state_code)
@@ -74,7 +77,8 @@ def _status_event(
     extras: dict[str, Any] = {"eventType": event_type}
     extras.update({key: value for key, value in status.items() if key not in _STATUS_NORMALIZED})
     extras["dtmf"] = digits
-    extras.update(envelope_extras(envelope, ("eventType", "statusInfo"), extras))
+    if len(envelope) > 2:  # keys besides eventType and statusInfo, which it has (read above)
+        extras.update(envelope_extras(envelope, ("eventType", "statusInfo"), extras))
     times = {STATE_TIME_FIELD[kind]: occurred} if kind in STATE_TIME_FIELD else {}
     # Extended beyond F3.2's key: caller/called split the A- and B-leg events of a callback that
     # share a second, digitInfo splits two inputs in one second. A re-push repeats all of them.
@@ -91,9 +95,10 @@ def _status_event(
         direction=product.status_direction,
         outcome=outcome,
         provider_status=state_code,
-        hangup_by=_decode.lookup(CALL_REL_DIRECTION, rel_direction, None),
-        correlation_id=_decode.text(status, "userData"),
-        refs=_decode.compact({"subscription_id": _decode.text(status, "subscriptionId")}),
+        hangup_by=None if rel_direction is None else CALL_REL_DIRECTION.get(rel_direction),
+        correlation_id=correlation_id,
+        # text() gives None or non-empty text: compact() of refs could only drop a None.
+        refs={} if subscription_id is None else {"subscription_id": subscription_id},
         extras=_decode.compact(extras),
         **times,
     )

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from consumer import testing
-from consumer.archive.extract import HUAWEI_OBJECT, LINK, recordings
+from consumer.archive.extract import HUAWEI_OBJECT, LINK, _named, recordings
 from consumer.formats import parse
 from tests.sinks.scenarios import event
 
@@ -70,3 +73,28 @@ def test_an_outbound_bot_mkv_url_of_its_own_is_a_second_recording() -> None:
     )
     # Then both are named
     assert [w.source.rsplit(".", 1)[1] for w in recordings(ready)] == ["wav", "mkv"]
+
+
+_EXTRA_NAMES = st.sampled_from(
+    ["mkv_url", "recordDomain", "recordObjectName", "stateDesc", "eventType", "url"]
+)
+_EXTRA_VALUES = st.one_of(
+    st.none(),
+    st.integers(),
+    st.sampled_from(["", "https://h.example/a.wav?sig=1", "http://h/b.mp3", "d.com", "o.wav"]),
+    st.text(max_size=8),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    url=st.one_of(st.none(), st.sampled_from(["https://h.example/a.wav", "ftp://x/y", ""])),
+    extras=st.dictionaries(_EXTRA_NAMES, _EXTRA_VALUES, max_size=4),
+)
+def test_the_no_recording_shortcut_agrees_with_the_full_reading(
+    url: str | None, extras: dict[str, object]
+) -> None:
+    # Given any event, with or without a link and the extras that may name a recording
+    e = event("call.ended", "huawei_privacy", "c-1", 1.0, recording_url=url, extras=extras)
+    # Then what recordings() says is what the full reading (without its shortcut) says
+    assert recordings(e) == _named(e)

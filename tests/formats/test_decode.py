@@ -119,3 +119,69 @@ def test_a_shanghai_wall_time_converts_as_zoneinfo_converts_it(wall: datetime) -
         assert value == expected
         assert value is not None
         assert value.tzinfo is UTC
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([b"{", b"["]), st.binary(max_size=40))
+def test_a_body_opening_a_json_container_is_never_base64(opening: bytes, rest: bytes) -> None:
+    # load_mns_json skips the base64 test for these: the test itself must say no to them
+    from consumer.formats._bodies import _looks_base64
+
+    assert not _looks_base64(opening + rest)
+
+
+def test_a_body_over_4_kib_parses_with_the_gc_paused() -> None:
+    import gc
+
+    from consumer.formats import _bodies
+
+    seen: list[tuple[int, bool]] = []
+    parse = _bodies.bounded(lambda body: seen.append((len(body), gc.isenabled())))
+    was_enabled = gc.isenabled()
+    gc.enable()
+    try:
+        parse(b" " * 4097)
+        parse(b"{}")  # small: the pause costs more than the GC it spares
+        assert gc.isenabled()
+    finally:
+        if not was_enabled:
+            gc.disable()
+    assert seen == [(4097, False), (2, True)]
+
+
+_GOOD: dict[str, Any] = {
+    "event_id": "e",
+    "provider": "huawei_voice",
+    "kind": "call.ended",
+    "occurred_at": datetime(2019, 1, 24, 3, 4, 49, tzinfo=UTC),
+    "refs": {"subscription_id": "s"},
+    "extras": {"eventType": "disconnect", "n": 1},
+}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {"outcome": "busy", "ended_at": datetime(2019, 1, 24, 3, 4, 49, tzinfo=UTC)},
+        {"occurred_at": datetime(2019, 1, 24, 3, 4, 49)},
+        {"kind": "call.lost"},
+        {"refs": {"a": 1}},
+        {"unexpected": 1},
+        {"duration_seconds": "x"},
+    ],
+)
+def test_build_is_the_model_constructor(change: dict[str, Any]) -> None:
+    # build() validates with the model's validator directly: the same event, or the same error,
+    # as through the model's constructor (any other factory takes that path)
+    fields = {**_GOOD, **change}
+
+    def outcome(*factory: Any) -> tuple[str, Any]:
+        try:
+            event = _decode.build(*factory, **fields)
+        except InvalidMessage as exc:
+            return (exc.reason, exc.detail)
+        return (event.model_dump_json(), event.model_fields_set)
+
+    through_init = lambda **given: CallEvent(**given)  # noqa: E731, PLW0108 - not CallEvent itself
+    assert outcome() == outcome(through_init)
