@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.bench_http import PATH, _children_cpu, _histogram, _run_generator
+from bench.bench_http import PATH, _children_cpu, _histogram, _run_generator, warm_up
 from consumer.config.model import HttpQueue, HttpSourceConfig, LogConfig, SinkConfig
 from consumer.logs import configure_logging
 from consumer.pipeline import push
@@ -68,6 +68,9 @@ async def measure(
     server = PushServer([endpoint], listen="127.0.0.1:0")
     await server.start()
     freeze_startup()  # as the daemon's listener does once it is wired
+    await warm_up(load, server.url + PATH, CONCURRENCY)
+    batches = push.BATCH_MESSAGES.labels(queue)
+    committed = _histogram(batches)
     assert commit_thread.ident is not None
     commit_clock = time.pthread_getcpuclockid(commit_thread.ident)
     before = (time.thread_time(), time.clock_gettime(commit_clock), time.process_time())
@@ -84,7 +87,7 @@ async def measure(
             loop_profile.disable()
     after = (time.thread_time(), time.clock_gettime(commit_clock), time.process_time())
     generator = result.get("cpu", _children_cpu() - children)
-    count, total = _histogram(push.BATCH_MESSAGES.labels(queue))
+    count, total = (now - then for now, then in zip(_histogram(batches), committed, strict=True))
     await server.close()
     sink.close()
     if "error" in result:
