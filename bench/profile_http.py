@@ -5,8 +5,10 @@ The receiver of bench_http (`PushServer`, the real pipeline, SQLite, logging at 
 process (bench_http's aiohttp client, or wrk with `--load wrk`). Printed per request: the CPU of
 the event-loop thread (aiohttp, routing, the answer), of the queue's commit thread (parse, rows,
 calls merge, SQLite), of the whole receiver process, and of the load generator, with the
-throughput, p50 and p99 of that run. Thread CPU comes from each thread's own clock, so other
-load on the machine slows the run but hardly moves these figures.
+throughput, p50 and p99 of that run, and the sink transactions that took over 20 ms with the
+CPU the slowest of them used (far less than its wall time: it waited for the disk). Thread CPU
+comes from each thread's own clock, so other load on the machine slows the run but hardly moves
+these figures.
 
 With `--profile`, a second run under cProfile (each thread timed by its own CPU clock) prints
 each thread's top functions; cProfile slows function-call-heavy code most, so read it for
@@ -41,6 +43,32 @@ from consumer.sinks import open_sink
 from consumer.sources.http import PushServer
 
 CONCURRENCY = 64
+SLOW_STORE = 0.02
+"""A sink transaction slower than this (seconds) is counted, with the CPU it used."""
+
+
+class StoreTimes:
+    """The sink transactions that took longer than `SLOW_STORE`, as (wall, CPU) seconds.
+
+    One whose wall time is many times its thread's CPU time waited: for the disk (the commit's
+    fsync) or for the GIL. Every request in flight waits with it, so a handful of them in a
+    run decide its p99.
+    """
+
+    def __init__(self, sink: Any) -> None:
+        self.slow: list[tuple[float, float]] = []
+        store = sink.store
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return store(*args, **kwargs)
+            finally:
+                wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+                if wall > SLOW_STORE:
+                    self.slow.append((wall, cpu))
+
+        sink.store = timed
 
 
 async def measure(
@@ -49,6 +77,7 @@ async def measure(
     """One run at concurrency 64: CPU per request per thread, throughput and latency."""
     sink = open_sink(SinkConfig(url=f"sqlite:///{workdir / f'{uuid.uuid4().hex}.db'}"))
     sink.migrate()
+    stores = StoreTimes(sink)
     queue = f"profile-{uuid.uuid4().hex[:8]}"
     config = HttpQueue(
         name=queue, source="http", format="huawei.voice_call", http=HttpSourceConfig(path=PATH)
@@ -71,6 +100,7 @@ async def measure(
     await warm_up(load, server.url + PATH, CONCURRENCY)
     batches = push.BATCH_MESSAGES.labels(queue)
     committed = _histogram(batches)
+    stores.slow.clear()
     assert commit_thread.ident is not None
     commit_clock = time.pthread_getcpuclockid(commit_thread.ident)
     before = (time.thread_time(), time.clock_gettime(commit_clock), time.process_time())
@@ -103,6 +133,9 @@ async def measure(
         "generator us": generator / n * 1e6,
         "batch": total / count if count else float("nan"),
         "errors": result["errors"],
+        f"stores over {SLOW_STORE * 1000:g} ms": len(stores.slow),
+        "slowest store ms": max((wall for wall, _ in stores.slow), default=0.0) * 1000,
+        "its CPU ms": max(stores.slow, default=(0.0, 0.0))[1] * 1000,
     }
 
 
