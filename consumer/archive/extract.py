@@ -20,8 +20,10 @@ LINK = "link"
 
 # Extras that carry a second recording of the same call (Outbound Bot RecordingReady mkvUrl).
 _EXTRA_LINKS = ("mkv_url",)
+# The object name of a recording in the provider's storage (with recordDomain: Huawei).
+_OBJECT_NAME = "recordObjectName"
 # Every extra that may name a recording: without one (and a recording_url), there is none.
-_NAMING_EXTRAS = frozenset({*_EXTRA_LINKS, "recordObjectName"})
+_NAMING_EXTRAS = frozenset({*_EXTRA_LINKS, _OBJECT_NAME})
 _MAX_SOURCE = 4096  # a longer "link" is not one: the row would only hold garbage
 
 
@@ -74,7 +76,7 @@ def _named(event: CallEvent) -> list[Wanted]:
             key = link_key(provider, event.call_id, link)
             found.setdefault(key, Wanted(provider, event.call_id, link, key))
     domain = event.extras.get("recordDomain")
-    name = event.extras.get("recordObjectName")
+    name = event.extras.get(_OBJECT_NAME)
     if isinstance(domain, str) and isinstance(name, str) and domain and name:
         source = f"{domain}/{name}"
         if len(source) <= _MAX_SOURCE:

@@ -95,7 +95,7 @@ def _status_event(
         direction=product.status_direction,
         outcome=outcome,
         provider_status=state_code,
-        hangup_by=None if rel_direction is None else CALL_REL_DIRECTION.get(rel_direction),
+        hangup_by=_decode.lookup(CALL_REL_DIRECTION, rel_direction, None),
         correlation_id=correlation_id,
         # text() gives None or non-empty text: compact() of refs could only drop a None.
         refs={} if subscription_id is None else {"subscription_id": subscription_id},
